@@ -1,17 +1,20 @@
 """Host-independent torch code for emo-nodes: networks, checkpoint loading, losses and algorithms.
 
-Nothing in this package imports ComfyUI, so it can be used and tested from plain Python.
+Nothing in this package imports ComfyUI, so it can be used and tested from plain Python. The names below are the
+public Python API.
 """
 
-from .eit import EITConfig, EmotionInjectionTransformer  # noqa: F401
-from .eit_io import load_eit, save_eit  # noqa: F401
-from .emo_encoder import EmotionEncoder  # noqa: F401
-from .emo_predictor import EmotionPrediction, EmotionPredictor  # noqa: F401
-from .emoeditor_io import load_emo_encoder, load_emo_predictor  # noqa: F401
-from .emotions import EMOTIONS, class_index, emotion_direction, one_hot  # noqa: F401
+from .emoeditor.emotions import EMOTIONS, class_index, emotion_direction, one_hot  # noqa: F401
+from .emoeditor.encoder import EmotionEncoder  # noqa: F401
+from .emoeditor.iei import IEIResult, run_iei  # noqa: F401
+from .emoeditor.loaders import load_emo_encoder, load_emo_predictor  # noqa: F401
+from .emoeditor.predictor import EmotionPrediction, EmotionPredictor  # noqa: F401
+from .emoeditor.ssim import critic_ssim  # noqa: F401
+from .emoticrafter.eit import EITConfig, EmotionInjectionTransformer  # noqa: F401
+from .emoticrafter.eit_io import load_eit, save_eit  # noqa: F401
 from .errors import CheckpointError  # noqa: F401
-from .feature_cache import build_feature_cache  # noqa: F401
-from .iei import IEIResult, run_iei  # noqa: F401
-from .pairs import read_pairs  # noqa: F401
-from .ssim import critic_ssim  # noqa: F401
-from .train import TrainConfig, train_eit  # noqa: F401
+from .training.config import TrainConfig  # noqa: F401
+from .training.eit import train_eit  # noqa: F401
+from .training.feature_cache import build_feature_cache  # noqa: F401
+from .training.objective import emotion_target, va_density, weighted_loss  # noqa: F401
+from .training.pairs import read_pairs  # noqa: F401

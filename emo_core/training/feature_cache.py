@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic_io import atomic_write, atomic_write_json
+from ..atomic_io import atomic_write, atomic_write_json
 from .pairs import PairRow, PairsData
 
 CACHE_FORMAT = "emo-nodes.eit-pair-features"
@@ -77,15 +77,16 @@ def build_feature_cache(root: str | os.PathLike, pairs: PairsData, encode: Encod
     shards written so far stay valid.
     """
     if not pairs.content_hash:
-        raise ValueError("pairs.content_hash is empty: read the CSV with emo_core.pairs.read_pairs")
+        raise ValueError("pairs.content_hash is empty: read the CSV with emo_core.training.pairs.read_pairs")
     if shard_rows < 1 or encode_rows < 1:
         raise ValueError("shard_rows and encode_rows must be positive")
     folder = cache_dir(root, encoder_id, pairs.content_hash)
     folder.mkdir(parents=True, exist_ok=True)
     rows = pairs.rows
-    manifest = _read_manifest(folder)
+    manifest = read_manifest(folder)
     if manifest is not None and _same_plan(manifest, encoder_id, pairs.content_hash, len(rows)):
         if manifest.get("complete"):
+            _mark_used(folder)
             return FeatureCache(folder)
         shard_rows = int(manifest["shard_rows"])  # resume with the interrupted build's shard size
     n_shards = -(-len(rows) // shard_rows)
@@ -168,7 +169,7 @@ def _shard_shape(path: Path, rows: int) -> tuple[int, int] | None:
         return None
 
 
-def _read_manifest(folder: Path) -> dict | None:
+def read_manifest(folder: Path) -> dict | None:
     try:
         return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -180,7 +181,7 @@ class FeatureCache:
 
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
-        manifest = _read_manifest(self.folder)
+        manifest = read_manifest(self.folder)
         if manifest is None or manifest.get("format") != CACHE_FORMAT:
             raise CacheError(f"{self.folder}: not a pair-feature cache (no readable {MANIFEST})")
         if manifest.get("version") != CACHE_VERSION:
@@ -330,7 +331,7 @@ def find_cache(root: str | os.PathLike, csv_hash: str, encoder_id: str | None = 
         candidates = sorted(p for p in root.glob("*") if (p / MANIFEST).is_file())
     found = []
     for folder in candidates:
-        manifest = _read_manifest(folder) or {}
+        manifest = read_manifest(folder) or {}
         if manifest.get("csv_hash") == csv_hash and encoder_id in (None, manifest.get("encoder_id")):
             found.append((folder, manifest))
     if not found:
@@ -339,7 +340,16 @@ def find_cache(root: str | os.PathLike, csv_hash: str, encoder_id: str | None = 
     if len(found) > 1:
         ids = ", ".join(repr(m.get("encoder_id")) for _, m in found)
         raise CacheError(f"{root}: several caches for this CSV (encoders {ids}); choose one with the encoder id")
+    _mark_used(found[0][0])
     return FeatureCache(found[0][0])
+
+
+def _mark_used(folder: Path) -> None:
+    """The manifest's mtime records the last use (no content change; a read-only cache is simply not marked)."""
+    try:
+        os.utime(folder / MANIFEST)
+    except OSError:
+        pass
 
 
 def synthetic_encoder(seq_len: int = 77, feature_dim: int = 2048) -> Encoder:

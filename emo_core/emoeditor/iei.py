@@ -5,9 +5,9 @@ The editor, the critic and SSIM are callables, so this module knows nothing abou
 * ``edit(init_image, direction, attempt_index) -> image``: one edit of ``init_image`` driven by the (8,) float32
   emotion direction (the caller conditions on the ORIGINAL source itself, as the official code always does);
 * ``predict(image)``: the critic's softmax over the 8 classes, as an (8,) / (1, 8) tensor, array or list, or an
-  object with ``distribution`` and ``logits`` (e.g. :class:`~emo_core.emo_predictor.EmotionPrediction`), in
+  object with ``distribution`` and ``logits`` (e.g. :class:`~emo_core.emoeditor.predictor.EmotionPrediction`), in
   which case the label is the argmax of the logits exactly as in test.py;
-* ``ssim(source, image) -> float``: defaults to :func:`~emo_core.ssim.critic_ssim`.
+* ``ssim(source, image) -> float``: defaults to :func:`~emo_core.emoeditor.ssim.critic_ssim`.
 
 Faithful mode (the default) reproduces the official test.py decisions exactly:
 
@@ -34,6 +34,7 @@ Documented deviations, all optional or only reachable where the official loop ne
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,9 @@ def read_prediction(output: Any) -> tuple[torch.Tensor, int]:
     dist = torch.as_tensor(dist).detach().to("cpu", torch.float32).reshape(-1)
     if dist.shape != (NUM_EMOTIONS,):
         raise ValueError(f"predict must return one 8-class distribution, got shape {tuple(dist.shape)}")
+    if not torch.isfinite(dist).all():
+        raise ValueError("the emotion predictor returned NaN or infinite probabilities (NaN pixels in the image, "
+                         "or damaged predictor weights)")
     if logits is not None:
         scores = torch.as_tensor(logits).detach().to("cpu").reshape(-1)
         if scores.shape != (NUM_EMOTIONS,):
@@ -113,6 +117,33 @@ def read_prediction(output: Any) -> tuple[torch.Tensor, int]:
     else:
         scores = dist
     return dist, int(torch.argmax(scores))  # torch.argmax: lowest index on ties, as the official code
+
+
+def check_settings(max_attempts: int | None, max_accepted: int, confidence: float,
+                   ssim_band: tuple[float, float]) -> None:
+    """Refuse settings the loop cannot honour, naming the setting: NaN compares False with everything, so a NaN
+    confidence would end the loop at once with a misleading status."""
+    def number(name: str, value) -> float:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: {value} is not a finite number")
+        return value
+
+    if max_attempts is not None and (isinstance(max_attempts, bool) or int(number("max_attempts", max_attempts))
+                                     != max_attempts or max_attempts < 1):
+        raise ValueError(f"max_attempts: must be a whole number of at least 1 (or None for no cap), got "
+                         f"{max_attempts}")
+    if int(number("max_accepted", max_accepted)) != max_accepted or max_accepted < 1:
+        raise ValueError(f"max_accepted: must be a whole number of at least 1, got {max_accepted}")
+    if not 0.0 <= number("confidence", confidence) <= 1.0:
+        raise ValueError(f"confidence: {confidence} is not a probability (0 to 1)")
+    low, high = (number(name, value) for name, value in zip(("ssim_low", "ssim_high"), ssim_band, strict=True))
+    if not -1.0 <= low <= high <= 1.0:
+        raise ValueError(f"ssim_low/ssim_high: need -1 <= ssim_low <= ssim_high <= 1 (SSIM's range), got {low} and "
+                         f"{high}")
 
 
 def run_iei(
@@ -141,8 +172,7 @@ def run_iei(
     ``max_accepted - 1`` edits are accepted. ``source_prediction`` skips the critic call on the source.
     """
     t = class_index(target)
-    if max_attempts is not None and max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1 (or None for no cap), got {max_attempts}")
+    check_settings(max_attempts, max_accepted, confidence, ssim_band)
     ssim_low, ssim_high = ssim_band
     p_src, _ = read_prediction(predict(source) if source_prediction is None else source_prediction)
 
@@ -181,6 +211,9 @@ def run_iei(
         image = edit(init_image, direction, attempt)
         dist, label = read_prediction(predict(image))
         score = float(ssim(source, image))
+        if not math.isfinite(score):
+            raise ValueError(f"attempt {attempt}: the SSIM of the edit is {score}; the edit holds NaN or infinite "
+                             "pixels")
         if attempt == 0:
             q_first = dist
         last_label = label

@@ -9,17 +9,17 @@ naming the file and what was expected.
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .emo_encoder import DEFAULT_TOKENS, EmotionEncoder, config_from_shapes, expected_shapes
-from .emo_predictor import EmotionPredictor
+from ..atomic_io import atomic_write
+from ..errors import CheckpointError
+from ..weights import read_weights
 from .emotions import NUM_EMOTIONS
-from .errors import CheckpointError
+from .encoder import DEFAULT_TOKENS, EmotionEncoder, config_from_shapes, expected_shapes
+from .predictor import EmotionPredictor
 
 ENCODER_KIND = "emo_encoder"
 PREDICTOR_KIND = "emo_predictor"
@@ -29,42 +29,6 @@ _KIND_NAMES = {
     PREDICTOR_KIND: "EmoEditor emotion predictor (ResNet-18)",
     EDITOR_KIND: "EmoEditor InstructPix2Pix editor (UNet + VAE)",
 }
-_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
-
-
-# --- reading files ---------------------------------------------------------------------------------------------
-
-
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A flat {key: tensor} dict from a ``.safetensors`` file or a pickled state dict (weights_only), on the CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
-    try:
-        if path.suffix.lower() == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path), device="cpu")
-        elif path.suffix.lower() in _PICKLE_SUFFIXES:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-        else:
-            raise CheckpointError(f"{path}: unsupported checkpoint extension {path.suffix!r} "
-                                  f"(expected .safetensors or one of {', '.join(sorted(_PICKLE_SUFFIXES))})")
-    except CheckpointError:
-        raise
-    except pickle.UnpicklingError as exc:
-        if "weights only" in str(exc).lower():
-            raise CheckpointError(f"{path}: refused to load: the pickle holds objects other than tensors, and "
-                                  "checkpoints are only ever loaded with torch.load(weights_only=True)") from exc
-        raise CheckpointError(f"{path}: cannot read checkpoint (corrupt pickle: {_short(str(exc))})") from exc
-    except Exception as exc:  # corrupt/truncated files and refused pickles surface as many exception types
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {_short(str(exc))})") from exc
-    if not isinstance(state, Mapping):
-        raise CheckpointError(f"{path}: expected a plain state dict (key -> tensor), found {type(state).__name__}")
-    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: expected a plain state dict (key -> tensor); non-tensor entries: "
-                              f"{_key_list(map(str, bad))}")
-    return dict(state)
 
 
 def save_safetensors(model_or_state: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike,
@@ -74,7 +38,7 @@ def save_safetensors(model_or_state: nn.Module | Mapping[str, torch.Tensor], pat
     state = model_or_state.state_dict() if isinstance(model_or_state, nn.Module) else model_or_state
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     kind = kind or detect_kind(tensors)
-    save_file(tensors, str(path), metadata={"emo_nodes.kind": kind} if kind else None)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"emo_nodes.kind": kind} if kind else None))
 
 
 # --- recognising checkpoints -----------------------------------------------------------------------------------
@@ -156,7 +120,7 @@ def load_emo_encoder(path: str | os.PathLike, *, tokens: int = DEFAULT_TOKENS, d
                      device: torch.device | str = "cpu") -> EmotionEncoder:
     """The published ``model_emoenc.pt`` (or its safetensors), strictly checked; width (and the EXTENSION's pooled
     head) are read from the weights, ``tokens`` is 77 for every SD UNet."""
-    state = read_state_dict(path)
+    state, _ = read_weights(path)
     source = str(path)
     if "fc.6.weight" not in state:
         check_state_dict(state, expected_shapes(), source=source, kind=ENCODER_KIND)  # reports kind or keys
@@ -173,7 +137,7 @@ def load_emo_encoder(path: str | os.PathLike, *, tokens: int = DEFAULT_TOKENS, d
 def load_emo_predictor(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
                        device: torch.device | str = "cpu") -> EmotionPredictor:
     """The published ``emo_predictor.pt`` (or its safetensors), strictly checked, in eval mode."""
-    state = read_state_dict(path)
+    state, _ = read_weights(path)
     check_state_dict(state, predictor_expected_shapes(), source=str(path), kind=PREDICTOR_KIND)
     with torch.device("meta"):
         model = EmotionPredictor()
@@ -194,8 +158,3 @@ def _key_list(keys, limit: int = 8) -> str:
     keys = list(keys)
     shown = ", ".join(keys[:limit])
     return f"[{shown}{f', ... ({len(keys) - limit} more)' if len(keys) > limit else ''}]"
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."

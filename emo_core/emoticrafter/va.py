@@ -9,21 +9,46 @@ from dataclasses import dataclass
 import torch
 
 VA_MIN, VA_MAX = -3.0, 3.0
+EXTRAPOLATE_LIMIT = 10.0  # even when extrapolating: far beyond the trained range the EIT's output overflows
+MAX_POINTS = 256  # one image per point; a 16x16 grid. More in one batch is a mistake, not a render
+
+
+def va_problem(name: str, value, extrapolate: bool = False) -> str | None:
+    """Why ``value`` cannot be a valence/arousal coordinate (message starts with ``name``), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return f"{name}: {value!r} is not a number"
+    if not math.isfinite(value):
+        return f"{name}: {value} must be a finite number"
+    if not extrapolate and not VA_MIN <= value <= VA_MAX:
+        return (f"{name}: {value:g} is outside the trained range [{VA_MIN:g}, {VA_MAX:g}]; turn on 'extrapolate' "
+                "to use it anyway (results beyond the range are untrained)")
+    if abs(value) > EXTRAPOLATE_LIMIT:
+        return (f"{name}: {value:g} is beyond ±{EXTRAPOLATE_LIMIT:g}, even with 'extrapolate' (the trained range "
+                f"is [{VA_MIN:g}, {VA_MAX:g}])")
+    return None
 
 
 def check_va(name: str, value: float, extrapolate: bool = False) -> None:
-    """Reject non-finite values, and values the EIT never saw unless the caller opts in to extrapolation."""
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if not extrapolate and not VA_MIN <= value <= VA_MAX:
-        raise ValueError(
-            f"{name} {value:g} is outside the trained range [{VA_MIN:g}, {VA_MAX:g}]; "
-            "turn on 'extrapolate' to use it anyway (results beyond the range are untrained)")
+    """Reject non-numbers and non-finite values, values the EIT never saw unless the caller opts in to
+    extrapolation, and values far beyond any sensible extrapolation."""
+    problem = va_problem(name, value, extrapolate)
+    if problem:
+        raise ValueError(problem)
+
+
+def check_count(count: int, what: str = "V-A points") -> None:
+    if count > MAX_POINTS:
+        raise ValueError(f"{count} {what} is more than {MAX_POINTS} (a 16x16 grid) in one batch: every point is "
+                         "one image of the batch; split it into several runs")
 
 
 def linspace(first: float, last: float, count: int) -> list[float]:
     if count < 1:
         raise ValueError(f"need at least one step, got {count}")
+    check_count(count)
     if count == 1:
         return [float(first)]
     return [round(first + (last - first) * i / (count - 1), 6) for i in range(count)]
@@ -41,6 +66,7 @@ class VAPoints:
         if len(self.valence) != len(self.arousal) or not self.valence:
             raise ValueError(f"need as many valence as arousal values (at least one), got "
                              f"{len(self.valence)} and {len(self.arousal)}")
+        check_count(len(self.valence))
         if self.grid is not None and self.grid[0] * self.grid[1] != len(self.valence):
             raise ValueError(f"a {self.grid[0]}x{self.grid[1]} grid needs {self.grid[0] * self.grid[1]} points")
 
@@ -66,7 +92,11 @@ class VAPoints:
     def from_lists(cls, valence: Sequence[float], arousal: Sequence[float],
                    extrapolate: bool = False) -> VAPoints:
         """Pair two lists; a single value is repeated to the other list's length."""
+        for name, values in (("valence", valence), ("arousal", arousal)):
+            for value in values:
+                check_va(name, value, extrapolate)  # before float(): a clear message for non-numbers
         valence, arousal = [float(v) for v in valence], [float(a) for a in arousal]
+        check_count(max(len(valence), len(arousal)))
         n = max(len(valence), len(arousal))
         if len(valence) == 1:
             valence *= n

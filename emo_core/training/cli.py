@@ -1,11 +1,17 @@
-"""Command line for EIT training: ``python -m emo_core.train`` (also under ``torchrun --nproc_per_node=N -m ...``).
+"""Command line for EIT training: ``python -m emo_core.training`` (also under ``torchrun --nproc_per_node=N -m ...``).
 
 Features come from a cache folder built beforehand (by the ComfyUI trainer node, or by ``--synthetic``, which
-encodes the prompts with the deterministic stand-in encoder of ``emo_core.feature_cache`` for testing). Writes the
-best model (``--out``, safetensors), the resume state (``--state``, default ``<out>.state.pt``), the loss history
-(``--history``, default ``<out>.history.json``) and optionally a loss-curve PNG (``--curve``). SIGINT/SIGTERM stop
-the run after the current step with a resume state; ``--resume STATE`` continues it, taking every setting not
-given on the command line from the state.
+encodes the prompts with the deterministic stand-in encoder of ``emo_core.training.feature_cache`` for testing).
+Writes the best model (``--out``, safetensors), the resume state (``--state``, default ``<out>.state.pt``), the loss
+history (``--history``, default ``<out>.history.json``) and optionally a loss-curve PNG (``--curve``).
+SIGINT/SIGTERM stop the run after the current step with a resume state; ``--resume STATE`` continues it,
+taking every setting not given on the command line from the state. An existing ``--out`` or state is refused
+unless ``--overwrite`` is given; then the run writes ``<file>.pending`` files that replace the earlier ones only
+when it completes (an interrupted one is continued with ``--resume <state>.pending``).
+
+``python -m emo_core.training caches ROOT [--remove-stale [--older-than DAYS] [--dry-run]]`` lists the feature
+caches under ROOT (ComfyUI's ``user/emo-nodes/feature_cache``) and removes the stale ones: for each CSV, every
+cache but the most recently used one.
 """
 
 from __future__ import annotations
@@ -19,19 +25,17 @@ from pathlib import Path
 
 import torch
 
-from .atomic_io import atomic_write, atomic_write_json
-from .eit import EITConfig
+from ..atomic_io import atomic_write, atomic_write_json
+from ..emoticrafter.eit import EITConfig
+from .caches import list_caches, remove_cache, stale_caches
+from .config import AMP_MODES, TrainConfig
+from .distributed import default_device, init_distributed_from_env
+from .eit import load_state, train_config_from_state, train_eit
 from .feature_cache import SYNTHETIC_ENCODER_ID, build_feature_cache, find_cache, open_features, synthetic_encoder
-from .kde import DENSITY_MODES
+from .loop import NonFiniteError
+from .objective import DENSITY_MODES
+from .outputs import OutputExistsError, pending
 from .pairs import DatasetError, read_pairs
-from .train import (
-    AMP_MODES,
-    TrainConfig,
-    init_distributed_from_env,
-    load_state,
-    train_config_from_state,
-    train_eit,
-)
 
 # command-line option -> TrainConfig field
 _TRAIN_OPTIONS = {"alpha": "alpha", "density": "density", "density_clip": "density_clip", "lr": "lr",
@@ -42,14 +46,19 @@ _TRAIN_OPTIONS = {"alpha": "alpha", "density": "density", "density_clip": "densi
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m emo_core.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m emo_core.training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--csv", required=True, help="the pairs CSV (Id, Arousal, Valence, Tag, Dataset, Neutral_Prompt, "
                    "Emotional_Prompt)")
     p.add_argument("--cache", required=True, help="feature cache folder, or a root holding cache folders")
     p.add_argument("--out", required=True, help="output model (.safetensors): the best weights")
     p.add_argument("--state", help="resume-state file to write (default <out>.state.pt)")
-    p.add_argument("--resume", metavar="STATE", help="continue the run saved in STATE")
+    p.add_argument("--resume", metavar="STATE", help="continue the run saved in STATE (an interrupted --overwrite "
+                   "run's state is <state>.pending)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out model / state: the run writes "
+                   "<file>.pending files and moves them onto the final names only when it completes, so a failed, "
+                   "cancelled or killed run leaves the earlier files untouched (without it an existing file is "
+                   "refused)")
     p.add_argument("--history", help="loss history JSON (default <out>.history.json)")
     p.add_argument("--curve", help="also write a loss-curve PNG here")
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop", help="malformed CSV rows (default stop)")
@@ -116,6 +125,9 @@ class _StopFlag:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["caches"]:
+        return caches_main(argv[1:])
     args = build_parser().parse_args(argv)
     ddp = init_distributed_from_env()
     lead = ddp.rank == 0
@@ -138,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = _open_cache(args, pairs, ddp, say)
     device = torch.device(args.device) if args.device else None
     budget = int(args.memory_budget * 2**30) if args.memory_budget is not None else None
-    features = open_features(cache, device or _default_device(ddp), budget)
+    features = open_features(cache, device or default_device(ddp), budget)
     say(f"{cache.n_rows} pairs, features {cache.seq_len}x{cache.feature_dim} from {cache.folder} "
         f"({'resident' if features is not cache else 'streamed'})")
 
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         model_config = EITConfig(n_layer=args.layers, n_embd=args.width, n_head=args.heads,
                                  feature_dim=cache.feature_dim, n_positions=max(1024, cache.seq_len))
         if args.init:
-            from .eit_io import load_eit
+            from ..emoticrafter.eit_io import load_eit
 
             init_model = load_eit(args.init)
             model_config = None
@@ -161,10 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         if lead and (step % max(args.log_every, 1) == 0 or step == steps):
             print(f"epoch {epoch} step {step}/{steps} loss {loss:.6g}", flush=True)
 
-    result = train_eit(features, config, model_config=model_config, out_path=out, state_path=args.state,
-                       resume=args.resume, init_model=init_model, dataset_hash=pairs.content_hash,
-                       extra_metadata={"encoder_id": cache.encoder_id}, device=device, on_step=on_step,
-                       should_stop=_StopFlag(), log=say)
+    try:
+        result = train_eit(features, config, model_config=model_config, out_path=out, state_path=args.state,
+                           resume=args.resume, overwrite=args.overwrite, how_to_overwrite="--overwrite",
+                           init_model=init_model, dataset_hash=pairs.content_hash,
+                           extra_metadata={"encoder_id": cache.encoder_id}, device=device, on_step=on_step,
+                           should_stop=_StopFlag(), log=say)
+    except (OutputExistsError, FileNotFoundError, NonFiniteError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if lead:
         _write_outputs(args, out, result)
         state = f"; resume with --resume {result.state_path}" if result.stopped else ""
@@ -173,12 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     if ddp.active:
         torch.distributed.destroy_process_group()
     return 0
-
-
-def _default_device(ddp) -> torch.device:
-    from .train import default_device
-
-    return default_device(ddp)
 
 
 def _open_cache(args, pairs, ddp, say):
@@ -198,16 +209,51 @@ def _open_cache(args, pairs, ddp, say):
 
 def _write_outputs(args, out: Path, result) -> None:
     history_path = Path(args.history) if args.history else out.with_name(out.name + ".history.json")
+    curve_path = Path(args.curve) if args.curve else None
+    if result.out_path is not None and Path(result.out_path) != out:  # a stopped overwriting run: keep the old ones
+        history_path = pending(history_path)
+        curve_path = pending(curve_path) if curve_path is not None else None
     atomic_write_json(history_path, {"history": result.history, "best_epoch": result.best_epoch,
                                      "best_val_loss": result.best_val_loss, "stopped": result.stopped})
-    if args.curve:
+    if curve_path is not None:
         from PIL import Image
 
-        from .loss_curve import loss_curve_image
+        from ..images import loss_curve_image
 
         picture = Image.fromarray(loss_curve_image(result.history))
-        atomic_write(args.curve, lambda tmp: picture.save(tmp, format="PNG"))
+        atomic_write(curve_path, lambda tmp: picture.save(tmp, format="PNG"))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def caches_main(argv: list[str]) -> int:
+    """``python -m emo_core.training caches ROOT``: list the feature caches under ROOT (ComfyUI's
+    ``user/emo-nodes/feature_cache``), and with ``--remove-stale`` delete the stale ones."""
+    import time
+
+    p = argparse.ArgumentParser(prog="python -m emo_core.training caches", description=caches_main.__doc__)
+    p.add_argument("root", help="the cache root, e.g. ComfyUI/user/emo-nodes/feature_cache")
+    p.add_argument("--list", action="store_true", help="list the caches (the default)")
+    p.add_argument("--remove-stale", action="store_true", help="delete, for each CSV, every cache but the most "
+                   "recently used one (the one in use is never deleted)")
+    p.add_argument("--older-than", type=float, default=0.0, metavar="DAYS", help="with --remove-stale: only caches "
+                   "last used at least DAYS days ago (default 0)")
+    p.add_argument("--keep", action="append", default=[], metavar="FOLDER", help="never delete this cache folder")
+    p.add_argument("--dry-run", action="store_true", help="say what --remove-stale would delete, delete nothing")
+    args = p.parse_args(argv)
+    infos = list_caches(args.root)
+    stale = stale_caches(infos, args.older_than, keep=args.keep)
+    now = time.time()
+    for info in infos:
+        mark = " STALE" if info in stale else ""
+        print(f"{info.folder.name}  {info.n_rows} rows  {info.size / 2**20:.1f} MiB  "
+              f"{'complete' if info.complete else 'INCOMPLETE'}  last used {(now - info.last_used) / 86400:.1f} d "
+              f"ago  encoder {info.encoder_id}  csv {info.source}{mark}")
+    total = sum(info.size for info in stale)
+    print(f"{len(infos)} cache(s), {len(stale)} stale ({total / 2**20:.1f} MiB)")
+    if args.remove_stale:
+        for info in stale:
+            if args.dry_run:
+                print(f"would remove {info.folder}")
+            else:
+                remove_cache(info)
+                print(f"removed {info.folder}")
+    return 0

@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..atomic_io import atomic_write
+from ..errors import CheckpointError
+from ..weights import few, read_weights
 from .eit import EITConfig, EmotionInjectionTransformer
-from .errors import CheckpointError
 
 FORMAT_NAME = "emo-nodes.eit"
 FORMAT_VERSION = "1"
 SIGNATURE_KEYS = ("xl_feature2gpt_feature.weight", "h.0.attn_a.c_z.weight")
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 DEFAULT_HEAD_DIM = 64  # the published model: width 768, 12 heads
 _C_ATTN = re.compile(r"^(h\.\d+\.attn(?:_a|_v)?)\.c_attn\.(weight|bias)$")
 _LAYER = re.compile(r"^h\.(\d+)\.")
@@ -132,7 +132,7 @@ def load_eit(path: str | os.PathLike, heads: int | None = None, device: str | to
 
     Heads: ``heads`` if given, else the file's metadata, else width / 64.
     """
-    sd, metadata = read_state_dict(path)
+    sd, metadata = read_eit_file(path)
     if heads is None and metadata.get("n_head"):
         try:
             heads = int(metadata["n_head"])
@@ -142,53 +142,18 @@ def load_eit(path: str | os.PathLike, heads: int | None = None, device: str | to
     return model.to(device=device, dtype=dtype)
 
 
-def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and (safetensors only) metadata of a file; CheckpointError when it cannot be read as such."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file (expected an EmotiCrafter EIT .pth or .safetensors)")
-    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
-        return _read_safetensors(path)
-    return _read_pickle(path), {}
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = dict(handle.metadata() or {})
-            sd = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is no dict)
-    except Exception as exc:  # safetensors raises its own error types (and OSError) for damaged files
-        raise CheckpointError(f"{path}: unreadable or corrupt safetensors file ({type(exc).__name__}: {exc})"
-                              ) from None
+def read_eit_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of an EIT file (a training checkpoint's ``state_dict`` is unwrapped)."""
+    sd, metadata = read_weights(path, unwrap="state_dict")
     if metadata.get("format") == FORMAT_NAME and metadata.get("version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: {FORMAT_NAME} format version {metadata.get('version')!r} is not supported "
                               f"(expected {FORMAT_VERSION}); update emo-nodes")
     return sd, metadata
 
 
-def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, bad pickle, or objects weights_only refuses to build
-        raise CheckpointError(f"{path}: unreadable or corrupt checkpoint; expected a torch.save'd state dict of "
-                              f"tensors ({type(exc).__name__}: {_first_line(exc)})") from None
-    if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]  # a training checkpoint wrapping the weights
-    if not isinstance(obj, Mapping) or not obj:
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict (a mapping of names to "
-                              "tensors) as the published EmotiCrafter .pth is")
-    bad = [str(key) for key, value in obj.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
-    if bad:
-        raise CheckpointError(f"{path}: not a plain state dict; entries that are not named tensors: "
-                              f"{_few(bad)}")
-    return dict(obj)
-
-
 def save_eit(model: EmotionInjectionTransformer, path: str | os.PathLike,
              extra_metadata: Mapping[str, str] | None = None) -> Path:
-    """Write ``model`` as our safetensors (config in the metadata), atomically: temp file, then ``os.replace``."""
+    """Write ``model`` as our safetensors (config in the metadata), atomically (``atomic_io``)."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -199,14 +164,7 @@ def save_eit(model: EmotionInjectionTransformer, path: str | os.PathLike,
             raise ValueError(f"extra metadata may not override {key!r}")
         metadata[str(key)] = str(value)
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
 
 
@@ -231,11 +189,11 @@ def _check_keys_and_shapes(expected: Mapping[str, torch.Tensor], got: Mapping[st
             wrong.append(f"{name} {have} (expected {want})")
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing keys: {_few(missing)}")
+        problems.append(f"{len(missing)} missing keys: {few(missing)}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys: {_few(unexpected)}")
+        problems.append(f"{len(unexpected)} unexpected keys: {few(unexpected)}")
     if wrong:
-        problems.append(f"{len(wrong)} wrong shapes: {_few(wrong)}")
+        problems.append(f"{len(wrong)} wrong shapes: {few(wrong)}")
     if problems:
         sizes = f"{config.n_layer} layers, width {config.n_embd}, {config.n_tokens} V-A tokens"
         raise CheckpointError(f"{source}: does not match the EmotiCrafter EIT layout read from its shapes ({sizes}): "
@@ -250,20 +208,8 @@ def _not_eit_message(sd: Mapping, source: str) -> str:
             return (f"{source}: looks like {what}, not an EmotiCrafter Emotion Injection Transformer (expected keys "
                     f"{' and '.join(SIGNATURE_KEYS)})")
     return (f"{source}: not an EmotiCrafter Emotion Injection Transformer state dict: expected keys "
-            f"{' and '.join(SIGNATURE_KEYS)}; found {len(keys)} keys such as {_few(keys)}")
+            f"{' and '.join(SIGNATURE_KEYS)}; found {len(keys)} keys such as {few(keys)}")
 
 
 def _strip_module(key: str) -> str:
     return key[len("module."):] if isinstance(key, str) and key.startswith("module.") else key
-
-
-def _few(items: list[str], count: int = 5) -> str:
-    shown = ", ".join(items[:count])
-    return shown + (f", ... ({len(items) - count} more)" if len(items) > count else "")
-
-
-def _first_line(exc: BaseException) -> str:
-    """The gist of a library error: its first sentence, at most 200 characters."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no details"
-    sentence = text.split(". ")[0]
-    return sentence if len(sentence) <= 200 else sentence[:200] + "..."
