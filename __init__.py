@@ -2,4 +2,6 @@
 
 from .nodes import comfy_entrypoint
 
-__all__ = ["comfy_entrypoint"]
+WEB_DIRECTORY = "./web"  # the V-A pad and the node docs, served to the frontend
+
+__all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

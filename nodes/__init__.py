@@ -1,15 +1,15 @@
-"""ComfyUI nodes of emo-nodes (V3 API). Node ids carry the stable prefix ``EmoNodes_``."""
+"""ComfyUI nodes of emo-nodes (V3 API): the registration list. Node ids carry the stable prefix ``EmoNodes_``."""
 
 from comfy_api.latest import ComfyExtension, io
 
-from .emoeditor_nodes import EmoEditorLoader, EmotionDirection, EmotionEdit, IEILoop, PredictEmotion
-from .emoticrafter_nodes import EmotiCrafterLoader, EmotionInjection
-from .model_folders import register_model_folders
-from .sheet_nodes import EmotionContactSheet
-from .trainer_nodes import EmotionPairs, EncodePairs, TrainEIT
-from .va_nodes import EmotionGrid, EmotionPath, ValenceArousal
+from .common import install_prompt_hook, register_model_folders
+from .emoeditor import EmoEditorLoader, EmotionDirection, EmotionEdit, IEILoop, PredictEmotion
+from .emoticrafter import EmotiCrafterLoader, EmotionInjection
+from .training import EmotionPairs, EncodePairs, TrainEIT
+from .va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal
 
 register_model_folders()
+install_prompt_hook()  # queue-time checks of literal values (see nodes/common.py)
 
 NODES: list[type[io.ComfyNode]] = [
     ValenceArousal, EmotionGrid, EmotionPath, EmotionContactSheet,

@@ -1,4 +1,4 @@
-"""One EmoEditor edit on ComfyUI's sampler (spec sections 1, 4 and 10).
+"""One EmoEditor edit on ComfyUI's sampler.
 
 The published edit (ip2p.py, classifier-free guidance removed):
 
@@ -23,85 +23,14 @@ import comfy.model_base
 import comfy.model_management as mm
 import comfy.samplers
 import torch
-import torch.nn.functional as F
 
-TRAIN_STEPS = 1000
-PUBLISHED_T_RANGE = (700, 980)  # torch.randint(int(0.70 * 1000), int(0.98 * 1000) + 1) in ip2p.py
-PUBLISHED_STEPS = 30
-PUBLISHED_RESOLUTION = 224
-LATENT_MULTIPLE = 8
-
-
-@dataclass(frozen=True)
-class EditSettings:
-    steps: int = PUBLISHED_STEPS
-    t_min: int = PUBLISHED_T_RANGE[0]
-    t_max: int = PUBLISHED_T_RANGE[1]
-
-    def check(self) -> None:
-        if not 1 <= self.t_min <= self.t_max < TRAIN_STEPS:
-            raise ValueError(f"need 1 <= t_min <= t_max <= {TRAIN_STEPS - 1}, got t_min {self.t_min}, "
-                             f"t_max {self.t_max}")
-        if not 1 <= self.steps <= self.t_min:
-            raise ValueError(f"steps must be between 1 and t_min ({self.t_min}) so that every step gets its own "
-                             f"timestep; got {self.steps}")
-
-
-@dataclass
-class EditInfo:
-    """What one edit drew and used (for the IEI trace)."""
-
-    T: int
-    timesteps: list[int]
-
-    @property
-    def strength(self) -> float:
-        return self.timesteps[0] / TRAIN_STEPS
-
-
-# --- schedule ----------------------------------------------------------------------------------------------------
-
-
-def draw_T(generator: torch.Generator, settings: EditSettings) -> int:
-    return int(torch.randint(settings.t_min, settings.t_max + 1, (1,), generator=generator))
-
-
-def edit_timesteps(T: int, steps: int) -> list[int]:
-    """DDIM "leading" spacing with steps_offset 1 over a T-step schedule: t_k = k*floor(T/n) + 1, k = n-1..0."""
-    ratio = T // steps
-    return [k * ratio + 1 for k in range(steps - 1, -1, -1)]
+from ..emo_core.emoeditor.schedule import EditInfo, EditSettings, draw_T, edit_timesteps
 
 
 def edit_sigmas(model, timesteps: list[int]) -> torch.Tensor:
     """sigma(t_k) for each timestep, then sigma(0): DDIM's final step lands on alphas_cumprod[0]."""
     model_sampling = model.get_model_object("model_sampling")
     return model_sampling.sigma(torch.tensor([*timesteps, 0], dtype=torch.float32)).float().cpu()
-
-
-# --- images ------------------------------------------------------------------------------------------------------
-
-
-def edit_size(height: int, width: int, resolution: int, keep_aspect: bool) -> tuple[int, int]:
-    """(H, W) of the edit. Published: resolution x resolution, aspect ignored (Resize((224, 224))). keep_aspect
-    (extension): the longer side becomes ``resolution``; both sides rounded to multiples of 8 for the VAE."""
-    if not keep_aspect:
-        return resolution, resolution
-    scale = resolution / max(height, width)
-
-    def snap(side: int) -> int:
-        return max(LATENT_MULTIPLE, int(round(side * scale / LATENT_MULTIPLE)) * LATENT_MULTIPLE)
-
-    return snap(height), snap(width)
-
-
-def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, H, W, 3) in [0, 1] -> (B, h, w, 3), antialiased bilinear (torchvision's Resize on tensors; within about
-    1/255 of its PIL path used by test.py)."""
-    if tuple(images.shape[1:3]) == tuple(size):
-        return images.float()
-    pixels = images.movedim(-1, 1).float()
-    pixels = F.interpolate(pixels, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return pixels.clamp(0, 1).movedim(1, -1)
 
 
 # --- the models --------------------------------------------------------------------------------------------------
@@ -155,14 +84,15 @@ def emotion_conditioning(encoded, source_latent: torch.Tensor, pixel_size: tuple
 
 
 def denoise(model, conditioning: list, init_latent: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
-            seed: int) -> torch.Tensor:
+            seed: int, callback=None) -> torch.Tensor:
     """Noise ``init_latent`` (unscaled VAE latent) at sigmas[0] and run Euler (= DDIM, eta 0) with one conditional
-    pass per step; returns the unscaled latent at DDIM's variance-preserving scale."""
+    pass per step; returns the unscaled latent at DDIM's variance-preserving scale. ``callback(step, x0, x, total)``
+    is called after every step (progress and previews: nodes/emoeditor_progress.py); the console bar stays off."""
     guider = comfy.samplers.CFGGuider(model)
     guider.inner_set_conds({"positive": conditioning})  # no negative: cfg 1 is a single conditional pass
     guider.set_cfg(1.0)
     sampler = comfy.samplers.ksampler("euler")
-    samples = guider.sample(noise, init_latent, sampler, sigmas, disable_pbar=True, seed=seed)
+    samples = guider.sample(noise, init_latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=seed)
     samples = samples.to(mm.intermediate_device())
     return samples / torch.sqrt(1.0 + sigmas[-1].to(samples) ** 2)
 
@@ -187,8 +117,9 @@ class Editor:
         self.source_latent = self.vae.encode(self.source)  # posterior mode, unscaled: the ip2p concat latent
         return self
 
-    def edit(self, init: torch.Tensor, direction: torch.Tensor) -> tuple[torch.Tensor, EditInfo]:
-        """One edit of ``init`` (1, H, W, 3) driven by the (8,) direction, conditioned on the source.
+    def edit(self, init: torch.Tensor, direction: torch.Tensor, callback=None) -> tuple[torch.Tensor, EditInfo]:
+        """One edit of ``init`` (1, H, W, 3) driven by the (8,) direction, conditioned on the source; ``callback``
+        as for ``denoise``.
 
         RNG, from the one seeded generator in the published order: T, then the noise. (The published init latent
         is a posterior sample, an extra draw in between; ComfyUI's VAE gives the mode.)"""
@@ -199,7 +130,8 @@ class Editor:
         noise = torch.randn(init_latent.shape, generator=self.generator, dtype=torch.float32)
         size = tuple(self.source.shape[1:3]) if self.is_sdxl else None
         conditioning = emotion_conditioning(encoded, self.source_latent, size)
-        latent = denoise(self.model, conditioning, init_latent, noise, edit_sigmas(self.model, timesteps), self.seed)
+        latent = denoise(self.model, conditioning, init_latent, noise, edit_sigmas(self.model, timesteps), self.seed,
+                         callback)
         image = self.vae.decode(latent).float()
         return image.reshape(1, *image.shape[-3:]), EditInfo(T, timesteps)
 

@@ -4,12 +4,12 @@ Training runs with gradients inside ComfyUI (which executes nodes under inferenc
 the running loss, and on Cancel writes a resumable state before stopping.
 """
 
-import hashlib
 import logging
+import math
 import os
+import time
 
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.utils
 import folder_paths
 import numpy as np
@@ -17,20 +17,24 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..emo_core.eit import EITConfig
-from ..emo_core.feature_cache import build_feature_cache, open_features
-from ..emo_core.kde import DENSITY_MODES
-from ..emo_core.loss_curve import loss_curve_image
-from ..emo_core.pairs import ON_ERROR, file_content_hash, read_pairs
-from ..emo_core.train import TrainConfig, published_split, train_eit
-from .emoticrafter_nodes import CHUNK, SDXL_WIDTH
-from .model_folders import EMOTICRAFTER
-from .types import CATEGORY, EIT
-from .validation import combo_error, first_error
+from ..emo_core.emoticrafter.eit import EITConfig
+from ..emo_core.emoticrafter.inject import CHUNK, SDXL_WIDTH
+from ..emo_core.images import loss_curve_image
+from ..emo_core.training.caches import list_caches
+from ..emo_core.training.config import TrainConfig
+from ..emo_core.training.eit import train_eit
+from ..emo_core.training.feature_cache import build_feature_cache, open_features
+from ..emo_core.training.fingerprint import clip_fingerprint
+from ..emo_core.training.loop import published_split
+from ..emo_core.training.naming import inside, name_problem, output_file, resolved
+from ..emo_core.training.objective import DENSITY_MODES
+from ..emo_core.training.outputs import plan_outputs
+from ..emo_core.training.pairs import ON_ERROR, file_content_hash, read_pairs
+from .common import CATEGORY, EIT, EMOTICRAFTER, combo_error, first_error, make_patcher
 
 log = logging.getLogger("emo-nodes")
-PAIRS = io.Custom("EMO_PAIRS")  # emo_core.pairs.PairsData
-FEATURES = io.Custom("EMO_FEATURES")  # emo_core.feature_cache.FeatureCache
+PAIRS = io.Custom("EMO_PAIRS")  # emo_core.training.pairs.PairsData
+FEATURES = io.Custom("EMO_FEATURES")  # emo_core.training.feature_cache.FeatureCache
 
 
 def work_dir(*parts: str) -> str:
@@ -40,12 +44,48 @@ def work_dir(*parts: str) -> str:
     return path
 
 
+PAIRS_FOLDER = "emo_pairs"  # extra_model_paths.yaml key: more folders a pairs CSV may be read from
+
+
+def pairs_folders() -> list[str]:
+    """Where a pairs CSV may be read from: ComfyUI's input folder, then every ``emo_pairs`` folder the user
+    configured (an ``emo_pairs:`` entry in extra_model_paths.yaml, or ``folder_paths.add_model_folder_path``)."""
+    extra = folder_paths.folder_names_and_paths.get(PAIRS_FOLDER, ([], set()))[0]
+    return [folder_paths.get_input_directory(), *extra]
+
+
+def pairs_csv_problem(name) -> str | None:
+    """Why ``name`` cannot be read as a pairs CSV (outside the allowed folders, missing, not a file), or None.
+    The same check as ``csv_path``, for queue-time validation."""
+    try:
+        csv_path(name)
+    except (ValueError, FileNotFoundError) as exc:
+        return f"csv: {exc}"
+    return None
+
+
 def csv_path(name: str) -> str:
-    path = name if os.path.isabs(name) else os.path.join(folder_paths.get_input_directory(), name)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pairs CSV not found: {path} (give a path, absolute or relative to ComfyUI's "
-                                "input folder)")
-    return path
+    """The resolved path of the pairs CSV ``name``: relative to ComfyUI's input folder (or an ``emo_pairs`` folder),
+    or absolute inside one of them. Symlinks and ``..`` are resolved first; anything outside is refused without
+    looking at it."""
+    folders = pairs_folders()
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("the pairs CSV name is empty")
+    if any(ord(c) < 32 for c in name):
+        raise ValueError("the pairs CSV name contains control characters (NUL, newline, ...)")
+    candidates = [name] if os.path.isabs(name) else [os.path.join(folder, name) for folder in folders]
+    allowed = [candidate for candidate in candidates if inside(candidate, folders) is not None]
+    if not allowed:
+        listed = ", ".join(str(resolved(folder)) for folder in folders)
+        raise ValueError(f"{name!r} is outside the folders a pairs CSV is read from ({listed}). Put the file in "
+                         f"ComfyUI's input folder, or add its folder to extra_model_paths.yaml as "
+                         f"'{PAIRS_FOLDER}: /path/to/folder'.")
+    for candidate in allowed:
+        real = resolved(candidate)
+        if real.is_file():
+            return str(real)
+    raise FileNotFoundError(f"pairs CSV {name!r} not found in {', '.join(str(resolved(f)) for f in folders)} "
+                            "(give a name relative to ComfyUI's input folder, or a path inside it)")
 
 
 class EmotionPairs(io.ComfyNode):
@@ -60,19 +100,27 @@ class EmotionPairs(io.ComfyNode):
                         "numbers; 'stop' refuses the file, 'skip' drops them and says how many.",
             inputs=[
                 io.String.Input("csv", default="prompt_mapping.csv",
-                                tooltip="Path of the CSV, absolute or relative to ComfyUI's input folder."),
+                                tooltip="The CSV's name in ComfyUI's input folder (subfolders allowed), or a path "
+                                        "inside it or inside a folder added as 'emo_pairs' in "
+                                        "extra_model_paths.yaml. Files elsewhere are not read."),
                 io.Combo.Input("on_error", options=list(ON_ERROR), default="stop"),
             ],
             outputs=[PAIRS.Output(display_name="pairs"), io.String.Output(display_name="report")],
         )
 
     @classmethod
-    def validate_inputs(cls, on_error=None, **_) -> bool | str:
-        return first_error(combo_error("on_error", on_error, ON_ERROR))
+    def validate_inputs(cls, csv=None, on_error=None) -> bool | str:
+        """The file must lie in the allowed folders (refused at queue time, never opened when outside), and the combo
+        (the host does not check V3 combos). A linked path arrives as None and is checked when the node runs."""
+        return first_error(pairs_csv_problem(csv) if isinstance(csv, str) else None,
+                           combo_error("on_error", on_error, ON_ERROR))
 
     @classmethod
     def fingerprint_inputs(cls, csv, on_error):
-        return file_content_hash(csv_path(csv)), on_error  # re-read when the file's content changes
+        try:
+            return file_content_hash(csv_path(csv)), on_error  # re-read when the file's content changes
+        except (OSError, ValueError):
+            return math.nan  # never equal: execute runs and reports the problem
 
     @classmethod
     def execute(cls, csv, on_error) -> io.NodeOutput:
@@ -82,18 +130,6 @@ class EmotionPairs(io.ComfyNode):
             report += ":\n" + "\n".join(str(p) for p in pairs.skipped[:50])
         log.info("emo-nodes: %s", report.splitlines()[0])
         return io.NodeOutput(pairs, report)
-
-
-def clip_fingerprint(clip) -> str:
-    """Identifies the text encoder for the feature cache: names, shapes and a strided sample of every weight, plus
-    the keys of any patches (LoRA) on it. Cheap, and changes whenever the encoder would."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(clip.cond_stage_model.state_dict().items()):
-        digest.update(f"{name}{tuple(tensor.shape)}".encode())
-        flat = tensor.detach().reshape(-1)
-        digest.update(flat[:: max(1, flat.numel() // 64)][:64].float().cpu().numpy().tobytes())
-    digest.update(repr(sorted(str(k) for k in clip.patcher.patches)).encode())
-    return digest.hexdigest()[:16]
 
 
 def clip_encoder(clip):
@@ -130,9 +166,18 @@ class EncodePairs(io.ComfyNode):
     @classmethod
     def execute(cls, pairs, clip) -> io.NodeOutput:
         bar = comfy.utils.ProgressBar(len(pairs))
-        cache = build_feature_cache(work_dir("feature_cache"), pairs, clip_encoder(clip),
-                                    f"comfy-sdxl-clip-{clip_fingerprint(clip)}",
+        root = work_dir("feature_cache")
+        started = time.perf_counter()
+        fingerprint = clip_fingerprint(clip)
+        log.info("emo-nodes: CLIP fingerprint %s (%.2f s)", fingerprint, time.perf_counter() - started)
+        cache = build_feature_cache(root, pairs, clip_encoder(clip), f"comfy-sdxl-clip-{fingerprint}",
                                     on_progress=lambda done, total: bar.update_absolute(done, total))
+        others = [info for info in list_caches(root)
+                  if info.csv_hash == pairs.content_hash and info.folder != cache.folder]
+        if others:
+            log.info("emo-nodes: feature cache %s; %d other cache(s) of this CSV (%.0f MiB, other encoders or "
+                     "older keys); list or remove them with: python -m emo_core.training caches %s --remove-stale",
+                     cache.folder.name, len(others), sum(info.size for info in others) / 2**20, root)
         return io.NodeOutput(cache)
 
 
@@ -150,11 +195,17 @@ class TrainEIT(io.ComfyNode):
             description="Trains an Emotion Injection Transformer on cached pair features with the published recipe "
                         "(target n + alpha·(e − n), MSE, KDE density weighting, AdamW, 1% validation split, best "
                         "checkpoint by unweighted validation loss). Writes models/emoticrafter/<name>.safetensors. "
-                        "Cancel saves a resumable state; 'resume' continues it.",
+                        "An existing model or state of that name is never replaced silently: the run is refused "
+                        "unless 'overwrite' is on, and then the earlier files stay until the new run completes "
+                        "(a failed or cancelled run leaves them untouched). Cancel saves a resumable state; "
+                        "'resume' continues it.",
             is_output_node=True,
             inputs=[
                 FEATURES.Input("features"),
-                io.String.Input("name", default="my_eit", tooltip="Output file name (models/emoticrafter)."),
+                io.String.Input("name", default="my_eit",
+                                tooltip="Output file name (models/emoticrafter/<name>.safetensors): a plain name, "
+                                        "no folders, not starting or ending with a dot or space. If it exists, "
+                                        "pick another name or turn on 'overwrite'."),
                 io.Int.Input("epochs", default=200, min=1, max=100000),
                 io.Int.Input("batch_size", default=768, min=1, max=65536),
                 io.Float.Input("lr", default=1e-3, min=1e-7, max=1.0, step=1e-5, round=1e-7),
@@ -172,27 +223,34 @@ class TrainEIT(io.ComfyNode):
                 io.Int.Input("width", default=768, min=64, max=4096, step=64, tooltip="768 = the published size."),
                 io.Boolean.Input("resume", default=False, tooltip="Continue the interrupted run of this name."),
                 EIT.Input("init_eit", optional=True, tooltip="Fine-tune these weights instead of starting fresh."),
+                io.Boolean.Input("overwrite", default=False, optional=True,
+                                 tooltip="Replace an existing model (and resume state) of this name. The earlier "
+                                         "files are kept until this run completes: a failed or cancelled run "
+                                         "leaves them untouched, and 'resume' continues the cancelled run. Off: "
+                                         "an existing name is refused before anything is written."),
             ],
             outputs=[EIT.Output(display_name="eit"), io.String.Output(display_name="path"),
                      io.Image.Output(display_name="loss_curve")],
         )
 
     @classmethod
-    def validate_inputs(cls, density=None, name=None, **_) -> bool | str:
-        if name is not None and (not name.strip() or any(c in name for c in '/\\:')):
-            return f"name: '{name}' must be a plain file name (no folders)"
-        return first_error(combo_error("density", density, DENSITY_MODES))
+    def validate_inputs(cls, density=None, name=None) -> bool | str:
+        """Names the combo and the file name only: every number keeps the host's range check, and the queue-time
+        hook (nodes/common.py) adds NaN/inf and steps. A linked name arrives as None and is not checked here."""
+        problem = name_problem(name) if isinstance(name, str) else None
+        return first_error(problem, combo_error("density", density, DENSITY_MODES))
 
     @classmethod
     def execute(cls, features, name, epochs, batch_size, lr, weight_decay, alpha, density, val_fraction, split_seed,
-                seed, dropout, layers, width, resume, init_eit=None) -> io.NodeOutput:
-        out_path = os.path.join(folder_paths.get_folder_paths(EMOTICRAFTER)[0], f"{name}.safetensors")
-        state_path = os.path.join(work_dir("train_states"), f"{name}.state.pt")
-        if resume and not os.path.isfile(state_path):
-            raise FileNotFoundError(f"nothing to resume: no training state {state_path}")
+                seed, dropout, layers, width, resume, init_eit=None, overwrite=False) -> io.NodeOutput:
+        out_path = output_file(folder_paths.get_folder_paths(EMOTICRAFTER)[0], name, ".safetensors")
+        state_path = output_file(work_dir("train_states"), name, ".state.pt")
         config = TrainConfig(alpha=alpha, density=density, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
                              epochs=epochs, val_fraction=val_fraction, split_seed=split_seed, seed=seed,
                              dropout=dropout)
+        how = "the 'overwrite' input on"
+        plan_outputs(out_path, state_path, resume=True if resume else None, overwrite=bool(overwrite),
+                     how_to_overwrite=how, lead=False)  # refuse before unloading anything (writes nothing)
         init_model = init_eit.model if init_eit is not None else None
         model_config = init_model.config if init_model is not None else EITConfig(
             n_layer=layers, n_embd=width, n_head=max(1, width // 64))
@@ -216,14 +274,16 @@ class TrainEIT(io.ComfyNode):
         history: list[dict] = []
         with torch.inference_mode(False), torch.enable_grad():
             result = train_eit(open_features(features, device), config, model_config=model_config,
-                               out_path=out_path, state_path=state_path, resume=state_path if resume else None,
-                               init_model=init_model, dataset_hash=features.csv_hash,
+                               out_path=out_path, state_path=state_path, resume=True if resume else None,
+                               overwrite=bool(overwrite), how_to_overwrite=how, init_model=init_model,
+                               dataset_hash=features.csv_hash,
                                device=device, on_step=on_step, on_epoch=on_epoch,
                                should_stop=mm.processing_interrupted, log=log.info)
         if result.stopped:
             log.info("emo-nodes train: stopped; resume state %s", state_path)
             mm.throw_exception_if_processing_interrupted()
+        if not out_path.is_file():
+            raise RuntimeError(f"training ended without writing {out_path} ({result.epochs_completed} epoch(s) "
+                               "completed): no model was trained")
         network = result.model.eval()
-        patcher = comfy.model_patcher.ModelPatcher(network, load_device=device,
-                                                   offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher, out_path, curve_tensor(result.history))
+        return io.NodeOutput(make_patcher(network, device), str(out_path), curve_tensor(result.history))

@@ -1,9 +1,10 @@
-"""Valence-arousal input nodes: single points or lists, grids and straight paths."""
+"""Valence-arousal nodes: single points or lists, grids, straight paths, and the contact sheet of a rendered batch."""
 
 from comfy_api.latest import io
 
-from ..emo_core.va import VA_MAX, VA_MIN, VAPoints, check_va
-from .types import CATEGORY, VA
+from ..emo_core.emoticrafter.va import VA_MAX, VA_MIN, VAPoints, va_problem
+from ..emo_core.images import contact_sheet
+from .common import CATEGORY, VA, check_number
 
 # The widgets allow more than the trained range so that 'extrapolate' can reach it; validation guards the rest.
 WIDGET_LIMIT = 10.0
@@ -14,18 +15,26 @@ def va_input(name: str, default: float, tip: str) -> io.Float.Input:
     return io.Float.Input(name, default=default, min=-WIDGET_LIMIT, max=WIDGET_LIMIT, step=0.05, tooltip=tip)
 
 
-def range_error(extrapolate, **values) -> bool | str:
-    """validate_inputs helper: only widget values arrive (linked ones are checked at run time)."""
-    allow = any(extrapolate) if isinstance(extrapolate, list) else bool(extrapolate)
+def va_rules(*names: str):
+    """literal_rules for the queue-time hook (nodes/common.py): each literal V-A value outside the trained range
+    while a literal 'extrapolate' is off is refused on its own input. The schema's [-10, 10] and finiteness are
+    checked by the hook itself; a linked value (or a linked 'extrapolate') is checked when the node runs."""
+
+    def rules(values: dict) -> dict[str, str]:
+        if "extrapolate" not in values:
+            return {}
+        problems = {name: va_problem(name, values[name], values["extrapolate"]) for name in names if name in values}
+        return {name: problem for name, problem in problems.items() if problem}
+
+    return classmethod(lambda cls, values: rules(values))
+
+
+def check_va_inputs(extrapolate, **values) -> None:
+    """Run-time check of (possibly linked) V-A inputs, each error naming its input."""
     for name, value in values.items():
-        for v in value if isinstance(value, list) else [value]:
-            if v is None:
-                continue
-            try:
-                check_va(name.split("_")[0], float(v), allow)
-            except ValueError as e:
-                return str(e)
-    return True
+        problem = va_problem(name, value, bool(extrapolate))
+        if problem:
+            raise ValueError(problem)
 
 
 class ValenceArousal(io.ComfyNode):
@@ -46,13 +55,13 @@ class ValenceArousal(io.ComfyNode):
             outputs=[VA.Output(display_name="va")],
         )
 
-    @classmethod
-    def validate_inputs(cls, valence=None, arousal=None, extrapolate=None) -> bool | str:
-        return range_error(extrapolate, valence=valence, arousal=arousal)
+    # No validate_inputs: naming an input there would switch off the host's own range check for it, and links
+    # arrive there as placeholders. Literal values are checked at queue time by the hook; linked ones here.
+    literal_rules = va_rules("valence", "arousal")
 
     @classmethod
     def execute(cls, valence, arousal, extrapolate) -> io.NodeOutput:
-        return io.NodeOutput(VAPoints.from_lists(valence, arousal, extrapolate=any(extrapolate)))
+        return io.NodeOutput(VAPoints.from_lists(valence, arousal, extrapolate=any(map(bool, extrapolate))))
 
 
 class EmotionGrid(io.ComfyNode):
@@ -76,15 +85,14 @@ class EmotionGrid(io.ComfyNode):
             outputs=[VA.Output(display_name="va"), io.Int.Output(display_name="count")],
         )
 
-    @classmethod
-    def validate_inputs(cls, valence_from=None, valence_to=None, arousal_from=None, arousal_to=None,
-                        extrapolate=None, **_) -> bool | str:
-        return range_error(extrapolate, valence_from=valence_from, valence_to=valence_to,
-                           arousal_from=arousal_from, arousal_to=arousal_to)
+    literal_rules = va_rules("valence_from", "valence_to", "arousal_from", "arousal_to")
 
     @classmethod
     def execute(cls, valence_from, valence_to, columns, arousal_from, arousal_to, rows,
                 extrapolate) -> io.NodeOutput:
+        check_va_inputs(extrapolate, valence_from=valence_from, valence_to=valence_to, arousal_from=arousal_from,
+                        arousal_to=arousal_to)
+        columns, rows = int(check_number("columns", columns, 1, 16)), int(check_number("rows", rows, 1, 16))
         points = VAPoints.make_grid((valence_from, valence_to), (arousal_from, arousal_to), columns, rows,
                                     extrapolate)
         return io.NodeOutput(points, len(points))
@@ -109,13 +117,34 @@ class EmotionPath(io.ComfyNode):
             outputs=[VA.Output(display_name="va"), io.Int.Output(display_name="count")],
         )
 
-    @classmethod
-    def validate_inputs(cls, valence_start=None, arousal_start=None, valence_end=None, arousal_end=None,
-                        extrapolate=None, **_) -> bool | str:
-        return range_error(extrapolate, valence_start=valence_start, arousal_start=arousal_start,
-                           valence_end=valence_end, arousal_end=arousal_end)
+    literal_rules = va_rules("valence_start", "arousal_start", "valence_end", "arousal_end")
 
     @classmethod
     def execute(cls, valence_start, arousal_start, valence_end, arousal_end, steps, extrapolate) -> io.NodeOutput:
+        check_va_inputs(extrapolate, valence_start=valence_start, arousal_start=arousal_start,
+                        valence_end=valence_end, arousal_end=arousal_end)
+        steps = int(check_number("steps", steps, 1, 64))
         points = VAPoints.make_path((valence_start, arousal_start), (valence_end, arousal_end), steps, extrapolate)
         return io.NodeOutput(points, len(points))
+
+
+class EmotionContactSheet(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="EmoNodes_EmotionContactSheet",
+            display_name="Emotion Contact Sheet",
+            category=CATEGORY,
+            description="Lays out a decoded batch (one image per V-A point) with valence and arousal labels.",
+            inputs=[
+                io.Image.Input("images"),
+                VA.Input("va", tooltip="The V-A batch that conditioned these images."),
+                io.Int.Input("columns", default=0, min=0, max=64,
+                             tooltip="0 = the grid's own columns (or one row for other batches)."),
+            ],
+            outputs=[io.Image.Output(display_name="sheet")],
+        )
+
+    @classmethod
+    def execute(cls, images, va, columns) -> io.NodeOutput:
+        return io.NodeOutput(contact_sheet(images, va, int(check_number("columns", columns, 0, 64)) or None))

@@ -1,21 +1,43 @@
 """EmotiCrafter in the SDXL graph: load an Emotion Injection Transformer, inject V-A into a conditioning."""
 
 import comfy.model_management as mm
-import comfy.model_patcher
 import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ..emo_core import load_eit
-from ..emo_core.va import VAPoints
-from .model_folders import EMOTICRAFTER, model_path
-from .types import CATEGORY, EIT, VA
-from .validation import combo_error, file_error, first_error
+from ..emo_core.emoticrafter.eit_io import load_eit
+from ..emo_core.emoticrafter.inject import LONG_PROMPT, check_sdxl_conditioning, inject
+from ..emo_core.emoticrafter.va import VAPoints, check_count
+from .common import (
+    CATEGORY,
+    EIT,
+    EMOTICRAFTER,
+    VA,
+    check_finite,
+    check_finite_weights,
+    check_inputs,
+    check_number,
+    file_error,
+    first_error,
+    make_patcher,
+    model_path,
+)
 
 DTYPES = {"fp32 (reference)": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-SDXL_WIDTH = 2048
-CHUNK = 77  # the EIT was trained on single 77-token CLIP windows
-LONG_PROMPT = ("per_chunk", "truncate")
+
+
+def non_finite_cause(network, va: VAPoints, strength: float) -> str:
+    """Why the EIT gave NaN/inf embeddings (every image of the batch would be black), as precisely as we can tell."""
+    head = "Emotion Injection: the EIT's output holds NaN or infinity"
+    try:
+        check_finite_weights(network, "the connected EIT")
+    except ValueError as e:
+        return f"{head}: {e}"
+    if next(network.parameters()).dtype in (torch.float16, torch.bfloat16):
+        return f"{head} in reduced precision: load the EIT with dtype 'fp32 (reference)'"
+    extreme = max(max(map(abs, va.valence)), max(map(abs, va.arousal)))
+    return (f"{head} (largest |V|/|A| {extreme:g}, strength {strength:g}): the values overflow the network; use "
+            "V-A nearer the trained range [-3, 3]")
 
 
 class EmotiCrafterLoader(io.ComfyNode):
@@ -39,34 +61,17 @@ class EmotiCrafterLoader(io.ComfyNode):
             outputs=[EIT.Output(display_name="eit")],
         )
 
+    # Names only the two combos (the host checks neither); 'heads' keeps the host's range check and the hook's.
     @classmethod
-    def validate_inputs(cls, eit_name=None, dtype=None, **_) -> bool | str:
-        return first_error(file_error(EMOTICRAFTER, eit_name), combo_error("dtype", dtype, DTYPES))
+    def validate_inputs(cls, eit_name=None, dtype=None) -> bool | str:
+        return first_error(file_error("eit_name", EMOTICRAFTER, eit_name), check_inputs(cls, dtype=dtype))
 
     @classmethod
     def execute(cls, eit_name, dtype, heads) -> io.NodeOutput:
         path = model_path(EMOTICRAFTER, eit_name)
-        network = load_eit(path, heads=heads or None).to(DTYPES[dtype])
-        patcher = comfy.model_patcher.ModelPatcher(network, load_device=mm.get_torch_device(),
-                                                   offload_device=mm.unet_offload_device())
-        return io.NodeOutput(patcher)
-
-
-def inject(network, embeds: torch.Tensor, valence: torch.Tensor, arousal: torch.Tensor, strength: float,
-           long_prompt: str) -> torch.Tensor:
-    """embeds (B, L, 2048) with B = 1 or the number of points → (N, L', 2048) emotional embeds."""
-    if long_prompt == "truncate":
-        windows = [embeds[:, :CHUNK]]
-    else:
-        windows = list(embeds.split(CHUNK, dim=1))
-    out = []
-    for window in windows:
-        mm.throw_exception_if_processing_interrupted()
-        emotional = network(window, valence=valence, arousal=arousal)
-        if strength != 1.0:  # f + s·(EIT(f) − f); s = 1 is the published behaviour
-            emotional = window + strength * (emotional - window)
-        out.append(emotional)
-    return torch.cat(out, dim=1)
+        network = load_eit(path, heads=int(check_number("heads", heads, 0, 64)) or None)
+        check_finite_weights(network, eit_name)  # a NaN weight would give NaN embeddings: a black image
+        return io.NodeOutput(make_patcher(network.to(DTYPES[dtype])))
 
 
 class EmotionInjection(io.ComfyNode):
@@ -94,35 +99,30 @@ class EmotionInjection(io.ComfyNode):
             outputs=[io.Conditioning.Output()],
         )
 
+    # Names only the combo; 'strength' keeps the host's range check, NaN/inf is refused by the queue-time hook.
     @classmethod
-    def validate_inputs(cls, long_prompt=None, **_) -> bool | str:
-        return first_error(combo_error("long_prompt", long_prompt, LONG_PROMPT))
+    def validate_inputs(cls, long_prompt=None) -> bool | str:
+        return check_inputs(cls, long_prompt=long_prompt)
 
     @classmethod
     def execute(cls, conditioning, eit, va: VAPoints, strength, long_prompt) -> io.NodeOutput:
+        strength = check_number("strength", strength, -1.0, 3.0)
+        check_count(len(va))
         mm.load_models_gpu([eit])
         network, device = eit.model, eit.load_device
         valence, arousal = va.tensors(device)
         count = len(va)
         out = []
-        for embeds, meta in conditioning:
+        for index, (embeds, meta) in enumerate(conditioning):
             check_sdxl_conditioning(embeds, count)
-            emotional = inject(network, embeds.to(device), valence, arousal, strength, long_prompt)
+            check_finite(f"conditioning: prompt {index + 1}'s embeddings", embeds)
+            emotional = inject(network, embeds.to(device), valence, arousal, strength, long_prompt,
+                               check_cancel=mm.throw_exception_if_processing_interrupted)
+            if not torch.isfinite(emotional).all():
+                raise ValueError(non_finite_cause(network, va, strength))
             meta = dict(meta)
             pooled = meta.get("pooled_output")
             if pooled is not None and pooled.shape[0] == 1 and count > 1:
                 meta["pooled_output"] = pooled.repeat(count, 1)
             out.append([emotional.to(mm.intermediate_device(), embeds.dtype), meta])
         return io.NodeOutput(out)
-
-
-def check_sdxl_conditioning(embeds: torch.Tensor, count: int) -> None:
-    if embeds.ndim != 3 or embeds.shape[-1] != SDXL_WIDTH:
-        raise ValueError(f"Emotion Injection needs SDXL text conditioning (tokens x {SDXL_WIDTH}, from "
-                         f"CLIPTextEncode on an SDXL checkpoint); got a tensor of shape {tuple(embeds.shape)}. "
-                         "SD1.5/SD2/Flux conditionings cannot be used with EmotiCrafter.")
-    if embeds.shape[1] % CHUNK:
-        raise ValueError(f"expected whole {CHUNK}-token CLIP windows, got {embeds.shape[1]} tokens")
-    if embeds.shape[0] not in (1, count):
-        raise ValueError(f"the conditioning holds {embeds.shape[0]} prompts but the V-A input has {count} points; "
-                         "give one prompt, or one V-A point per prompt")

@@ -1,0 +1,49 @@
+"""Step progress for EmoEditor's edits, as ComfyUI's own samplers report it (latent_preview.prepare_callback): one
+ProgressBar over every step of every edit a node may run, the host's latent previews when it has a previewer
+(--preview-method), a line of text on the node, and Cancel honoured between steps."""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.utils
+import latent_preview
+
+PREVIEW_FORMAT = "JPEG"
+
+
+def show_text(text: str) -> None:
+    """A line of text on the running node in the frontend (nothing outside a server)."""
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+    except ImportError:
+        return
+    server, context = getattr(PromptServer, "instance", None), get_executing_context()
+    if server is not None and context is not None:
+        server.send_progress_text(text, context.node_id, server.client_id)
+
+
+class EditProgress:
+    """A bar of ``edits`` x ``steps`` units; edit k (0-based) fills units k*steps+1 .. (k+1)*steps, one per step."""
+
+    def __init__(self, model, edits: int, steps: int):
+        self.steps = int(steps)
+        self.bar = comfy.utils.ProgressBar(max(1, int(edits) * self.steps))
+        self.previewer = latent_preview.get_previewer(model.load_device, model.model.latent_format)
+
+    def step_callback(self, edit_index: int):
+        """The sampler callback (step, x0, x, total_steps) of edit number ``edit_index``."""
+        start = edit_index * self.steps
+
+        def callback(step, x0, x, total_steps):
+            mm.throw_exception_if_processing_interrupted()  # Cancel between steps
+            preview = None
+            if self.previewer is not None:
+                preview = self.previewer.decode_latent_to_preview_image(PREVIEW_FORMAT, x0)
+            self.bar.update_absolute(start + min(step + 1, self.steps), self.bar.total, preview)
+
+        return callback
+
+    def skip_to(self, edit_index: int) -> None:
+        """Jump to the start of edit ``edit_index`` (IEI ended before its cap: the bar still reaches its end)."""
+        self.bar.update_absolute(edit_index * self.steps, self.bar.total)
