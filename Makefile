@@ -2,13 +2,19 @@
 PY := .venv/bin/python
 SHELL := /bin/bash
 
-.PHONY: setup demo test lint unit integration bench clean-host
+.PHONY: setup demo ui thumbnails test lint unit integration browser bench clean-host
 
 setup:
-	@tests/host/setup.sh
+	@tools/setup.sh
 
 demo: setup
-	@$(PY) tests/host/demo.py $(if $(CKPT),--checkpoint "$(CKPT)") $(if $(EIT),--eit "$(EIT)") $(if $(WORKFLOW),--workflow "$(WORKFLOW)")
+	@$(PY) tools/demo.py $(if $(CKPT),--checkpoint "$(CKPT)") $(if $(EIT),--eit "$(EIT)") $(if $(WORKFLOW),--workflow "$(WORKFLOW)")
+
+ui: setup
+	@$(PY) tools/ui.py
+
+thumbnails: setup
+	@$(PY) tools/render_thumbnails.py
 
 lint: setup
 	@$(PY) -m ruff check .
@@ -21,6 +27,12 @@ unit: setup
 
 integration: setup
 	@$(PY) -m pytest tests/integration
+
+browser: setup
+	@$(PY) -m pytest tests/browser
+
+bench: setup
+	@$(PY) -m bench all $(if $(QUICK),--quick)
 
 clean-host:
 	rm -rf .host

@@ -1,12 +1,12 @@
-import sys
+"""Fixtures for every test folder: the golden data, and one real ComfyUI host per session (started only when a test
+asks for it) with emo-nodes and the tiny test models loaded."""
+
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent / "host"))
-
-from paths import GOLDEN  # noqa: E402
+from comfy_host import ComfyHost, ensure_tiny_models
+from paths import GOLDEN
+from tiny_graph import TINY_PAIRS, write_tiny_pairs
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +14,16 @@ def golden() -> Path:
     """The golden reference folder; CI always has it, so its absence is an error, not a skip."""
     assert GOLDEN.is_dir(), f"golden reference data not found at {GOLDEN} (expected ../shared/golden)"
     return GOLDEN
+
+
+@pytest.fixture(scope="session")
+def host():
+    ensure_tiny_models()
+    with ComfyHost() as h:
+        write_tiny_pairs(h.base / "input" / TINY_PAIRS)
+        yield h
+
+
+@pytest.fixture(scope="session")
+def object_info(host) -> dict:
+    return host.get("/object_info")

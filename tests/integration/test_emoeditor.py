@@ -12,7 +12,7 @@ import pytest
 import torch
 from comfy_host import COMFY_DIR, HOST_DIR, PYTHON, ensure_tiny_models
 from conftest import load_workflow
-from paths import ROOT
+from paths import SUPPORT
 from PIL import Image
 from tiny_graph import TINY_ATTEMPTS, TINY_SIZE, TINY_STEPS, for_tiny_models
 
@@ -47,7 +47,7 @@ def test_conversion_and_sampling_match_diffusers():
     with num_train_timesteps overwritten by T, as ip2p.py does)."""
     ensure_tiny_models()
     editor = HOST_DIR / "base" / "models" / "emoeditor" / "emo_tiny_ip2p.pt"
-    run = subprocess.run([str(PYTHON), str(ROOT / "tests" / "host" / "emoeditor_parity.py"), str(COMFY_DIR),
+    run = subprocess.run([str(PYTHON), str(SUPPORT / "emoeditor_parity.py"), str(COMFY_DIR),
                           str(editor)], capture_output=True, text=True, timeout=300)
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert run.returncode == 0 and not report["failed"], report

@@ -27,10 +27,9 @@ import pytest
 import torch
 from comfy_host import COMFY_DIR, PYTHON
 from conftest import load_workflow
-from paths import ROOT
+from paths import SUPPORT
 from PIL import Image
 
-HOST_TOOLS = ROOT / "tests" / "host"
 CHECKPOINT = "emo_parity_sdxl.safetensors"
 EIT = "emo_tiny_eit.pth"
 WORKFLOW = "emoticrafter_text_to_image"
@@ -62,7 +61,7 @@ def converted(host, tmp_path_factory):
     src = diffusers_tiny_sdxl.save_state_dicts(parts, folder / "diffusers")
     (folder / "prompts.json").write_text(json.dumps(list(PROMPTS.values())))
     target = host.base / "models" / "checkpoints" / CHECKPOINT
-    done = subprocess.run([str(PYTHON), str(HOST_TOOLS / "diffusers_to_comfy.py"), str(COMFY_DIR), str(src),
+    done = subprocess.run([str(PYTHON), str(SUPPORT / "diffusers_to_comfy.py"), str(COMFY_DIR), str(src),
                            str(target), "--encode", str(folder / "prompts.json"), str(folder / "encoded.pt")],
                           capture_output=True, text=True)
     assert done.returncode == 0, f"conversion failed:\n{done.stderr[-6000:]}"

