@@ -1,46 +1,40 @@
-"""Benchmark the EIT forward at the full published size (12 layers, width 768, 12 heads).
+"""Benchmark the EIT forward at the full published size (12 layers, width 768, 12 heads, 77 tokens).
 
-    python bench/bench_eit.py [--quick] [--threads N] [--distinct] [--no-bf16]
+    python -m bench eit [--device cuda] [--quick]         (from the repo root; ``python -m bench all`` runs every bench)
 
-Seeded random weights are built in-process (no files). Three ways of computing the same function are timed in the
-same process, eval mode, no autograd:
+Seeded random weights are built in-process (no files). Four ways of computing the same function are timed in turns
+in the same process, eval mode, no autograd:
 - ``published order``: the published op order re-created here: full 3x-wide ``c_attn`` (K/V thirds computed and
   discarded), manual softmax attention, explicit GELU formula, everything per row;
 - ``plain``: our reference path (``fast=False``): as above without the dead ``c_attn`` columns;
 - ``fast (SDPA)``: our fast path with SDPA cross-attention; ``fast``: the default fast path (folded cross-attention).
-B=25 is a 5x5 V-A grid over one prompt (as the published 5x5 figures); ``--distinct`` uses 25 different prompts.
-Prints a markdown table and writes JSON to bench/results/ (git-ignored).
+Cases: B=1; B=25 as a 5x5 V-A grid over one prompt (as the published 5x5 figures); B=25 as 25 different prompts on
+the same grid (the goal metric: fast >= 1.5x the published order).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import math
-import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench import row, sync
+from emo_core.emoticrafter.eit import EITConfig, EmotionInjectionTransformer, gelu_new
 
-from emo_core.eit import EITConfig, EmotionInjectionTransformer, gelu_new  # noqa: E402
-
-# The published module measured outside this repo on a 2-core x86-64 CPU, fp32 (spec "Cost model").
-PUBLISHED_REFERENCE_MS = {1: 430.0, 25: 5600.0}
+GOAL_B25 = 1.5  # fast >= 1.5x the published order at B=25, 25 different prompts
 GRID_VALUES = (-3.0, -1.5, 0.0, 1.5, 3.0)
 
 
-def build_model(seed: int) -> tuple[EmotionInjectionTransformer, list[tuple[torch.Tensor, torch.Tensor]]]:
-    """Full-size EIT with seeded weights, plus full-width c_attn (weight, bias) per attention for the published
-    op order (its first third is the model's c_q, the rest random)."""
+def build_model(seed: int, n_layer: int = 12) -> tuple[EmotionInjectionTransformer,
+                                                      list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Full-width EIT (``n_layer`` blocks) with seeded weights, plus full-width c_attn (weight, bias) per attention
+    for the published op order (its first third is the model's c_q, the rest random)."""
     torch.manual_seed(seed)
-    model = EmotionInjectionTransformer(EITConfig()).eval()
+    model = EmotionInjectionTransformer(EITConfig(n_layer=n_layer)).eval()
     full_c_attn = []
     for block in model.h:
         for attn in (block.attn, block.attn_a, block.attn_v):
@@ -96,24 +90,21 @@ def inputs(batch: int, distinct: bool, dtype: torch.dtype, device: str, seed: in
     return tuple(t.to(device=device, dtype=dtype) for t in (embeds, valence, arousal))
 
 
-def time_interleaved(paths: dict, repeats: int, device: str) -> dict[str, list[float]]:
-    """ms per call of each path; paths take turns within every repeat so that load from other processes on a
-    shared machine falls on all of them alike (the minimum is the least disturbed figure)."""
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
 
-    for fn in paths.values():  # warm-up: allocator, page faults, kernel selection
-        fn()
-    sync()
+def time_interleaved(paths: dict, repeats: int, device: str) -> tuple[dict[str, list[float]], dict]:
+    """ms per call of each path, and each path's warm-up output. The paths take turns within every repeat so that
+    load from other processes on a shared machine falls on all of them alike (the minimum is the least disturbed
+    figure)."""
+    outputs = {name: fn() for name, fn in paths.items()}  # warm-up: allocator, page faults, kernel selection
+    sync(device)
     times: dict[str, list[float]] = {name: [] for name in paths}
     for _ in range(repeats):
         for name, fn in paths.items():
             start = time.perf_counter()
             fn()
-            sync()
+            sync(device)
             times[name].append((time.perf_counter() - start) * 1000)
-    return times
+    return times, outputs
 
 
 def bench(device: str, dtype: torch.dtype, batch: int, distinct: bool, repeats: int, model, full_c_attn):
@@ -124,80 +115,66 @@ def bench(device: str, dtype: torch.dtype, batch: int, distinct: bool, repeats: 
                                                            arousal[:, None]),
         "plain": lambda: model(embeds, valence=valence, arousal=arousal, fast=False),
         "fast (SDPA)": lambda: _with_fold(model, False, embeds, valence, arousal),
-        "fast": lambda: _with_fold(model, True, embeds, valence, arousal),
+        "fast (folded)": lambda: _with_fold(model, True, embeds, valence, arousal),
+        "fast": lambda: _with_fold(model, None, embeds, valence, arousal),  # the per-call choice the nodes use
     }
     results = {}
     with torch.inference_mode():
-        reference = paths["published order"]().float()
-        for name, times in time_interleaved(paths, repeats, device).items():
-            err = (paths[name]().float() - reference).abs().max().item()
-            results[name] = {"min_ms": min(times), "median_ms": statistics.median(times), "all_ms": times,
-                             "max_abs_vs_published": err}
+        times, outputs = time_interleaved(paths, repeats, device)
+        reference = outputs["published order"].float()
+        for name, ms in times.items():
+            results[name] = {"min_ms": min(ms), "median_ms": statistics.median(ms), "all_ms": ms,
+                             "max_abs_vs_published": (outputs[name].float() - reference).abs().max().item()}
     return results
 
 
-def _with_fold(model, fold: bool, embeds, valence, arousal):
-    model.fold_cross = fold
+def _with_fold(model, fold: bool | None, embeds, valence, arousal):
+    previous, model.fold_cross = model.fold_cross, fold
     try:
         return model(embeds, valence=valence, arousal=arousal, fast=True)
     finally:
-        model.fold_cross = True
+        model.fold_cross = previous
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2 timed repeats instead of 4")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    parser.add_argument("--distinct", action="store_true", help="B=25 as 25 different prompts, not one grid")
-    parser.add_argument("--no-bf16", action="store_true", help="skip bf16")
-    parser.add_argument("--cpu-only", action="store_true", help="skip CUDA even when available")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    repeats = 2 if args.quick else 4
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.cpu_only else [])
-    dtypes = [torch.float32] + ([] if args.no_bf16 else [torch.bfloat16])
-    base_model, base_c_attn = build_model(seed=0)
-
-    rows = []
-    for device in devices:
-        for dtype in dtypes:
-            model = copy.deepcopy(base_model).to(device=device, dtype=dtype)
-            c_attn = [(w.to(device, dtype), b.to(device, dtype)) for w, b in base_c_attn]
-            for batch in (1, 25):
-                res = bench(device, dtype, batch, args.distinct, repeats, model, c_attn)
-                rows.append({"device": device, "dtype": str(dtype).removeprefix("torch."), "batch": batch,
-                             "results": res})
-                print(f"done: {device} {rows[-1]['dtype']} B={batch}", file=sys.stderr, flush=True)
-            del model, c_attn
-
-    header = ("| device | dtype | B | published order ms | plain ms | fast (SDPA) ms | fast ms | "
-              "published order / fast | plain / fast | max abs diff fast vs published order |")
-    lines = [header, "|" + "---|" * 10]
-    for row in rows:
-        r = row["results"]
-        ms = {name: r[name]["min_ms"] for name in r}
-        lines.append(f"| {row['device']} | {row['dtype']} | {row['batch']} | {ms['published order']:.1f} | "
-                     f"{ms['plain']:.1f} | {ms['fast (SDPA)']:.1f} | {ms['fast']:.1f} | "
-                     f"{ms['published order'] / ms['fast']:.2f}x | {ms['plain'] / ms['fast']:.2f}x | "
-                     f"{r['fast']['max_abs_vs_published']:.2g} |")
-    grid = "25 different prompts" if args.distinct else "a 5x5 V-A grid over one prompt"
-    print(f"\nEIT forward, full published size, best of {repeats} (interleaved), {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, B=25 is {grid}\n")
-    print("\n".join(lines))
-    print("\nReference (NOT measured here): the published module itself, fp32 on a 2-core x86-64 CPU, per the spec: "
-          + ", ".join(f"B={b}: ~{ms:.0f} ms" for b, ms in PUBLISHED_REFERENCE_MS.items()))
-
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"eit_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.processor()
-        or platform.machine(), "repeats": repeats, "b25": grid, "rows": rows,
-        "published_reference_ms_not_measured_here": PUBLISHED_REFERENCE_MS}, indent=1))
-    print(f"\nwrote {out.relative_to(ROOT)}")
-    return 0
+# (batch, 25 different prompts?, label); B=1 is one prompt either way
+CASES = ((1, False, "B=1"), (25, False, "B=25, 5x5 V-A grid over one prompt"),
+         (25, True, "B=25, 25 different prompts"))
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def plan(device: str, quick: bool) -> tuple[int, int, list[torch.dtype]]:
+    """(layers, timed repeats, dtypes). A GPU forward takes milliseconds; a CPU one up to seconds (B=25 published
+    order ~3.6 s on 2 cores), so the CPU gets few repeats. --quick (smoke mode) runs 2 of the 12 layers, and on the
+    CPU fp32 only."""
+    layers = 2 if quick else 12
+    if device == "cuda":
+        return layers, (5 if quick else 30), [torch.float32, torch.bfloat16]
+    return layers, (2 if quick else 3), ([torch.float32] if quick else [torch.float32, torch.bfloat16])
+
+
+def run(device: str = "cpu", quick: bool = False) -> dict:
+    layers, repeats, dtypes = plan(device, quick)
+    base_model, base_c_attn = build_model(seed=0, n_layer=layers)
+    size = "" if layers == 12 else f" ({layers} layers: smoke mode, NOT the full size)"
+    cases, rows = [], []
+    for dtype in dtypes:
+        model = copy.deepcopy(base_model).to(device=device, dtype=dtype)
+        c_attn = [(w.to(device, dtype), b.to(device, dtype)) for w, b in base_c_attn]
+        for batch, distinct, label in CASES:
+            res = bench(device, dtype, batch, distinct, repeats, model, c_attn)
+            name = str(dtype).removeprefix("torch.")
+            cases.append({"dtype": name, "batch": batch, "distinct_prompts": distinct, "case": label,
+                          "results": res})
+            ms = {path: r["min_ms"] for path, r in res.items()}
+            rows.append(row(f"EIT forward {name} {label}{size}", "fast", ms["fast"], "published order",
+                            ms["published order"], "ms",
+                            goal=GOAL_B25 if distinct and layers == 12 else None,
+                            note=f"plain {ms['published order'] / ms['plain']:.2f}x, fast (SDPA) "
+                                 f"{ms['published order'] / ms['fast (SDPA)']:.2f}x; max abs diff "
+                                 f"{res['fast']['max_abs_vs_published']:.2g}"))
+            print(f"  eit: {name} {label}: " + ", ".join(f"{p} {v:.1f} ms" for p, v in ms.items()),
+                  file=sys.stderr, flush=True)
+        del model, c_attn
+    return {"layers": layers, "repeats": repeats, "cases": cases, "rows": rows,
+            "notes": [f"best of {repeats} interleaved repeats after one warm-up; 'plain' and 'fast (SDPA)' are the "
+                      "other two paths' speed-ups over the published order; max abs diff is fast vs published "
+                      "order"]}

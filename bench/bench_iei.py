@@ -1,11 +1,13 @@
 """Benchmark EmoEditor's IEI overhead per attempt (critic + SSIM + bookkeeping) against the cost of one edit.
 
-    python bench/bench_iei.py [--quick] [--threads N] [--attempts N] [--steps N] [--unet-reps N]
+    python -m bench iei [--device cuda] [--quick]        (from the repo root; ``python -m bench all`` runs every bench)
+    python -m bench.bench_iei [--device cuda] [--quick] [--threads N] [--attempts N] [--steps N] [--unet-reps N]
 
 Goal: the work IEI adds to every attempt beyond the edit itself stays within 5% of one edit.
 
-* Overhead, measured with the real loop: ``emo_core.iei.run_iei`` with a no-op edit (pre-made 224-px images), the
-  full-size ResNet-18 critic (``emo_core.emo_predictor``) and the published SSIM (``emo_core.ssim``), every edit
+* Overhead, measured with the real loop: ``emo_core.emoeditor.iei.run_iei`` with a no-op edit (pre-made 224-px
+  images on the CPU, as ComfyUI hands IMAGEs over), the full-size ResNet-18 critic (``emo_core.emoeditor.predictor``,
+  fp32 on the device) and the published SSIM (``emo_core.emoeditor.ssim``, numpy on the CPU), every edit
   rejected so the loop runs ``--attempts`` attempts; predictor and SSIM are also timed alone.
 * One edit, at the published size (224 px, latent 28x28, 30 DDIM steps, batch 1, no CFG): the emotion encoder
   (full size), VAE encode of the init image, ``steps`` forwards of an SD 1.5-size 8-channel UNet (diffusers
@@ -13,28 +15,23 @@ Goal: the work IEI adds to every attempt beyond the edit itself stays within 5% 
   forwards and multiplied by the step count (the sampler's own bookkeeping is negligible next to it).
 
 Best (minimum) times are reported: on a shared machine the minimum is the least disturbed measurement.
-Seeded random weights, fp32, CPU (the published run is fp16 on a GPU: compare ratios, not absolute times).
-diffusers is a dev/test-only dependency. Prints a markdown table and writes JSON to bench/results/ (git-ignored).
+Seeded random weights; the edit runs fp32 on the CPU and fp16 on CUDA (as the published run). diffusers is a
+dev/test-only dependency.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from emo_core.emo_encoder import EmotionEncoder  # noqa: E402
-from emo_core.emo_predictor import EmotionPredictor  # noqa: E402
-from emo_core.iei import run_iei  # noqa: E402
-from emo_core.ssim import critic_ssim  # noqa: E402
+from bench import row, sync
+from emo_core.emoeditor.encoder import EmotionEncoder
+from emo_core.emoeditor.iei import run_iei
+from emo_core.emoeditor.predictor import EmotionPredictor
+from emo_core.emoeditor.ssim import critic_ssim
 
 GOAL = 0.05
 SIZE, LATENT = 224, 28
@@ -44,14 +41,16 @@ SD_VAE = dict(latent_channels=4, layers_per_block=2, block_out_channels=(128, 25
               down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
 
 
-def timed(fn, repeats: int, warmup: int = 5) -> list[float]:
-    """Wall times in ms after ``warmup`` untimed calls (CPU kernels warm up over the first few calls)."""
+def timed(fn, repeats: int, warmup: int = 5, device: str = "cpu") -> list[float]:
+    """Wall times in ms after ``warmup`` untimed calls (kernels warm up over the first few calls)."""
     for _ in range(warmup):
         fn()
+    sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync(device)
         times.append((time.perf_counter() - start) * 1000)
     return times
 
@@ -68,10 +67,10 @@ def random_weights(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module.eval()
 
 
-def overhead(attempts: int, repeats: int, seed: int) -> dict:
+def overhead(attempts: int, repeats: int, seed: int, device: str = "cpu") -> dict:
     """Per-attempt ms of the real IEI loop with a no-op edit, split into critic, SSIM and the rest (bookkeeping)
     by timing the calls inside the same runs (on a shared machine separate runs disagree)."""
-    predictor = EmotionPredictor().eval()
+    predictor = EmotionPredictor().eval().to(device)
     generator = torch.Generator().manual_seed(seed)
     source = torch.rand(1, SIZE, SIZE, 3, generator=generator)
     edits = [(source + 0.3 * torch.randn(source.shape, generator=generator)).clamp(0, 1) for _ in range(attempts)]
@@ -81,6 +80,7 @@ def overhead(attempts: int, repeats: int, seed: int) -> dict:
         def wrapper(*args):
             start = time.perf_counter()
             out = fn(*args)
+            sync(device)
             spent[name] += (time.perf_counter() - start) * 1000
             return out
         return wrapper
@@ -95,10 +95,10 @@ def overhead(attempts: int, repeats: int, seed: int) -> dict:
         for _ in range(repeats):
             spent.update(predict=0.0, ssim=0.0)
             start = time.perf_counter()
-            # every edit rejected (empty SSIM band, confidence 1 never reached): exactly ``attempts`` attempts
+            # empty SSIM band (its test is strict) and confidence 1 never reached: exactly ``attempts`` attempts
             run_iei(source, "awe", lambda init, direction, k: edits[k], predict, ssim,
                     source_prediction=source_prediction, max_attempts=attempts, max_accepted=10 ** 6,
-                    confidence=1.0, ssim_band=(2.0, 2.0), keep_attempt_images=True)
+                    confidence=1.0, ssim_band=(1.0, 1.0), keep_attempt_images=True)
             total = (time.perf_counter() - start) * 1000
             runs.append({"per_attempt_ms": total / attempts, "predictor_ms": spent["predict"] / attempts,
                          "ssim_ms": spent["ssim"] / attempts,
@@ -107,77 +107,93 @@ def overhead(attempts: int, repeats: int, seed: int) -> dict:
     return {**best, "runs": runs}
 
 
-def edit_cost(steps: int, unet_reps: int, seed: int) -> dict:
+def edit_cost(steps: int, unet_reps: int, seed: int, device: str = "cpu") -> dict:
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SD15_UNET)
         vae = AutoencoderKL(**SD_VAE)
-    unet, vae = random_weights(unet, seed), random_weights(vae, seed + 1)
-    encoder = EmotionEncoder().eval()
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    # nn.Module.to: diffusers' own .to() warns about casting (it expects from_pretrained(torch_dtype=...))
+    unet = torch.nn.Module.to(random_weights(unet, seed), device, dtype)
+    vae = torch.nn.Module.to(random_weights(vae, seed + 1), device, dtype)
+    encoder = EmotionEncoder().eval().to(device, dtype)
     generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(1, 3, SIZE, SIZE, generator=generator) * 2 - 1
-    latent = torch.randn(1, 4, LATENT, LATENT, generator=generator)
-    direction = torch.randn(8, generator=generator)
+    image = (torch.rand(1, 3, SIZE, SIZE, generator=generator) * 2 - 1).to(device, dtype)
+    latent = torch.randn(1, 4, LATENT, LATENT, generator=generator).to(device, dtype)
+    direction = torch.randn(8, generator=generator).to(device, dtype)
+    warmup = 3 if device == "cuda" else 1
     with torch.inference_mode():
         tokens = encoder(direction)
         unet_input = torch.cat([latent, latent], dim=1)
-        t = torch.tensor([500])
-        unet_ms = timed(lambda: unet(unet_input, t, encoder_hidden_states=tokens), unet_reps, warmup=1)
-        encode_ms = timed(lambda: vae.encode(image).latent_dist.mode(), max(2, unet_reps // 2), warmup=1)
-        decode_ms = timed(lambda: vae.decode(latent), max(2, unet_reps // 2), warmup=1)
-        encoder_ms = timed(lambda: encoder(direction), 5)
+        t = torch.tensor([500], device=device)
+        unet_ms = timed(lambda: unet(unet_input, t, encoder_hidden_states=tokens), unet_reps, warmup, device)
+        vae_reps = max(1, unet_reps // 2)
+        encode_ms = timed(lambda: vae.encode(image).latent_dist.mode(), vae_reps, warmup, device)
+        decode_ms = timed(lambda: vae.decode(latent), vae_reps, warmup, device)
+        encoder_ms = timed(lambda: encoder(direction), 5, device=device)
     parts = {"encoder_ms": min(encoder_ms), "vae_encode_ms": min(encode_ms), "unet_step_ms": min(unet_ms),
              "vae_decode_ms": min(decode_ms), "unet_step_all_ms": unet_ms}
     parts["edit_ms"] = (parts["encoder_ms"] + parts["vae_encode_ms"] + steps * parts["unet_step_ms"]
                         + parts["vae_decode_ms"])
     parts["unet_params_m"] = sum(p.numel() for p in unet.parameters()) / 1e6
+    parts["dtype"] = str(dtype).removeprefix("torch.")
     return parts
 
 
+def plan(device: str, quick: bool) -> tuple[int, int, int]:
+    """(IEI attempts per timed loop, timed loops, timed UNet forwards). An 860 M UNet forward takes ~4 s on 2 CPU
+    cores and milliseconds on a GPU."""
+    if device == "cuda":
+        return 20, (2 if quick else 5), (5 if quick else 20)
+    return (10, 1, 1) if quick else (20, 4, 4)
+
+
+def run(device: str = "cpu", quick: bool = False, *, attempts: int = 0, steps: int = 30, unet_reps: int = 0,
+        seed: int = 0) -> dict:
+    default_attempts, repeats, default_unet_reps = plan(device, quick)
+    attempts, unet_reps = attempts or default_attempts, unet_reps or default_unet_reps
+    over = overhead(attempts, repeats, seed, device)
+    edit = edit_cost(steps, unet_reps, seed, device)
+    parts = [
+        ("critic: ResNet-18 on a 224-px edit", over["predictor_ms"]),
+        ("SSIM (uint8 truncation, grey, 51x51 window)", over["ssim_ms"]),
+        ("bookkeeping (run_iei, trace, lists)", over["bookkeeping_ms"]),
+        ("IEI overhead per attempt (measured loop)", over["per_attempt_ms"]),
+        ("edit: emotion encoder (46 M)", edit["encoder_ms"]),
+        ("edit: VAE encode 224 px", edit["vae_encode_ms"]),
+        (f"edit: UNet {edit['unet_params_m']:.0f} M x {steps} steps", steps * edit["unet_step_ms"]),
+        ("edit: VAE decode 28x28 latent", edit["vae_decode_ms"]),
+        ("one edit", edit["edit_ms"]),
+    ]
+    print("  iei: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in parts), file=sys.stderr, flush=True)
+    rows = [row("IEI overhead per attempt", "critic + SSIM + bookkeeping", over["per_attempt_ms"],
+                f"one {edit['dtype']} edit ({steps} steps)", edit["edit_ms"], "ms", kind="fraction", goal=GOAL,
+                note=f"critic {over['predictor_ms']:.1f} ms, SSIM {over['ssim_ms']:.1f} ms")]
+    notes = [f"best of {repeats} loops of {attempts} attempts; one edit = emotion encoder + VAE encode + {steps} x "
+             f"UNet (best of {unet_reps}) + VAE decode: " + ", ".join(f"{n} {ms:,.1f} ms" for n, ms in parts[4:])]
+    return {"steps": steps, "attempts": attempts, "repeats": repeats, "unet_reps": unet_reps, "overhead": over,
+            "edit": edit, "ratio": over["per_attempt_ms"] / edit["edit_ms"], "goal": GOAL, "parts_ms": dict(parts),
+            "rows": rows, "notes": notes}
+
+
 def main(argv=None) -> int:
+    """This bench alone with its knobs; ``python -m bench iei`` runs it with the defaults."""
+    from bench.__main__ import report
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--attempts", type=int, default=20, help="IEI attempts per timed loop")
+    parser.add_argument("--attempts", type=int, default=0, help="IEI attempts per timed loop (default 20)")
     parser.add_argument("--steps", type=int, default=30, help="DDIM steps per edit (published: 30)")
-    parser.add_argument("--unet-reps", type=int, default=0, help="timed UNet forwards (default 4, quick 2)")
+    parser.add_argument("--unet-reps", type=int, default=0, help="timed UNet forwards")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    repeats = 2 if args.quick else 4
-    unet_reps = args.unet_reps or (2 if args.quick else 4)
-
-    over = overhead(args.attempts, repeats, args.seed)
-    edit = edit_cost(args.steps, unet_reps, args.seed)
-    ratio = over["per_attempt_ms"] / edit["edit_ms"]
-    rows = [
-        ("critic: ResNet-18 on a 224-px edit", over["predictor_ms"]),
-        ("SSIM (uint8 truncation, grey, 51x51 window)", over["ssim_ms"]),
-        ("bookkeeping (run_iei, trace, lists)", over["bookkeeping_ms"]),
-        ("**IEI overhead per attempt** (measured loop)", over["per_attempt_ms"]),
-        ("edit: emotion encoder (46 M)", edit["encoder_ms"]),
-        ("edit: VAE encode 224 px", edit["vae_encode_ms"]),
-        (f"edit: UNet {edit['unet_params_m']:.0f} M x {args.steps} steps", args.steps * edit["unet_step_ms"]),
-        ("edit: VAE decode 28x28 latent", edit["vae_decode_ms"]),
-        ("**one edit**", edit["edit_ms"]),
-    ]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 CPU, "
-          f"{platform.processor() or platform.machine()}\n")
-    print("| part | ms |\n|---|---|")
-    for name, ms in rows:
-        print(f"| {name} | {ms:.1f} |")
-    print(f"\nIEI overhead / edit = {ratio:.2%} (goal <= {GOAL:.0%}): {'met' if ratio <= GOAL else 'NOT met'}")
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"iei_{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "machine": platform.processor() or platform.machine(), "steps": args.steps,
-                               "attempts": args.attempts, "overhead": over, "edit": edit, "ratio": ratio,
-                               "goal": GOAL}, indent=1))
-    print(f"wrote {out.relative_to(ROOT)}")
-    return 0
+    return report("iei", args.device, args.quick, {"iei": lambda device, quick: run(
+        device, quick, attempts=args.attempts, steps=args.steps, unet_reps=args.unet_reps, seed=args.seed)})
 
 
 if __name__ == "__main__":
