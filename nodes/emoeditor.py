@@ -31,7 +31,7 @@ from .emoeditor_iei import IEILoop
 from .emoeditor_inputs import (
     DEFAULT_TARGET,
     PIL_RESIZE,
-    TORCH_RESIZE,
+    PREDICT_RESIZE,
     check_batch,
     check_edit,
     edit_inputs,
@@ -49,6 +49,7 @@ from .emoeditor_sampling import Editor, encoder_width
 
 __all__ = ["EmoEditorLoader", "EmotionDirection", "EmotionEdit", "IEILoop", "PredictEmotion"]
 NO_TARGET = "(none)"
+PREDICT_TARGETS = (NO_TARGET, *EMOTIONS)
 SLOT_NOTE = (" Lists the files of this kind in models/emoeditor (told by their keys, or by the subfolder editor/, "
              "encoder/ or predictor/) and any file whose kind cannot be told cheaply.")
 
@@ -105,10 +106,10 @@ class PredictEmotion(io.ComfyNode):
             inputs=[
                 EMO_PREDICTOR.Input("predictor"),
                 io.Image.Input("image"),
-                io.Combo.Input("resize", options=[PIL_RESIZE, TORCH_RESIZE], default=PIL_RESIZE,
+                io.Combo.Input("resize", options=list(PREDICT_RESIZE), default=PIL_RESIZE,
                                tooltip="pil: 8-bit Pillow bilinear resize, exactly test.py's pixels. torch: "
                                        "float resize on the device (within ~1/255). 224x224 images pass unchanged."),
-                io.Combo.Input("target", options=[NO_TARGET, *EMOTIONS], default=NO_TARGET, optional=True,
+                io.Combo.Input("target", options=list(PREDICT_TARGETS), default=NO_TARGET, optional=True,
                                tooltip="Only marks the chart: the target class row is outlined and named in the "
                                        "title. (none): no mark."),
             ],

@@ -26,6 +26,8 @@ PUBLISHED_SEED = 75863  # test.py
 DEFAULT_TARGET = "awe"  # test.py
 SQUASH, KEEP_ASPECT = "squash (published)", "keep aspect (extension)"
 PIL_RESIZE, TORCH_RESIZE = "pil (published pixels)", "torch"
+EDIT_RESIZE = (SQUASH, KEEP_ASPECT)
+PREDICT_RESIZE = (PIL_RESIZE, TORCH_RESIZE)
 INIT_NOTE = ("init latent = VAE posterior mode (ComfyUI); published: a posterior sample; one seeded generator "
              "draws T then the noise per edit")
 
@@ -53,7 +55,7 @@ def edit_inputs() -> list:
         io.Int.Input("t_max", default=PUBLISHED_T_RANGE[1], min=1, max=999),
         io.Int.Input("resolution", default=PUBLISHED_RESOLUTION, min=64, max=2048, step=8,
                      tooltip="Edit size in pixels (published: 224)."),
-        io.Combo.Input("resize", options=[SQUASH, KEEP_ASPECT], default=SQUASH,
+        io.Combo.Input("resize", options=list(EDIT_RESIZE), default=SQUASH,
                        tooltip="squash: resolution x resolution, aspect ignored (published Resize((224, 224))). "
                                "keep aspect (extension): the longer side becomes 'resolution'."),
     ]

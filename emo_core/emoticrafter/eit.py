@@ -308,13 +308,13 @@ class EmotionInjectionTransformer(nn.Module):
         return embeds + delta.to(embeds.dtype)
 
     def _fold(self, embeds: torch.Tensor) -> bool:
-        """Folded cross-attention, unless ``fold_cross`` says otherwise: by default only without autograd and for one
-        prompt (a V-A grid). Measured on a 2-core CPU, SDPA cross-attention is faster with autograd (training) and
-        for a batch of distinct prompts: the per-row folded matrices cost more than the projections they replace."""
+        """Folded cross-attention, unless ``fold_cross`` says otherwise: by default whenever no gradient is needed.
+        Measured on a quiet 2-core CPU (full size, B=25): folded 1.61 s vs SDPA 1.89 s for 25 distinct prompts, 1.63
+        vs 1.84 s for a 5x5 grid over one prompt; with autograd (training) SDPA is faster, since the folded matrices
+        must then be differentiated too."""
         if self.fold_cross is not None:
             return self.fold_cross
-        grad = torch.is_grad_enabled() and (embeds.requires_grad or self.wpe.weight.requires_grad)
-        return not grad and embeds.shape[0] == 1
+        return not (torch.is_grad_enabled() and (embeds.requires_grad or self.wpe.weight.requires_grad))
 
     def _va_tokens(self, mlp: nn.Sequential, values: torch.Tensor) -> torch.Tensor:
         """(U, 1) raw values -> (U, n_tokens, n_embd) condition tokens."""

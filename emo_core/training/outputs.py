@@ -20,6 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic_io import fsync_dir
 from .checkpointing import remove_stale_temps
 
 PENDING = ".pending"
@@ -50,7 +51,7 @@ class OutputPlan:
         for source, target in ((self.write_state, self.state), (self.write_model, self.model)):
             if source is not None and target is not None and source.is_file():
                 os.replace(source, target)
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
 
 
 def plan_outputs(model: str | os.PathLike | None, state: str | os.PathLike | None, *,
@@ -96,16 +97,3 @@ def plan_outputs(model: str | os.PathLike | None, state: str | os.PathLike | Non
         for path in pendings:
             path.unlink(missing_ok=True)
     return OutputPlan(model, state, model, state, None, False)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
