@@ -58,13 +58,13 @@ def snapshot(*paths) -> dict:
     ("a\x00b", "control"), ("a\nb", "control"), ("a/b", "plain file name"), ("..\\evil", "plain file name"),
     ("", "empty"), ("   ", "empty"), ("CON", "reserved"), ("nul.backup", "reserved"), (None, "expected text"),
 ])
-def test_bad_names_are_refused_with_the_reason(name, words):
+def test_bad_names_are_refused_with_the_reason(name, words, tmp_path):
     problem = name_problem(name)
     assert problem and words in problem, problem
     with pytest.raises(ValueError, match="name: "):
         check_name(name)
     with pytest.raises(ValueError):
-        output_file("/tmp/models", name, ".safetensors")
+        output_file(tmp_path / "models", name, ".safetensors")
 
 
 def test_good_names_make_files_inside_the_folder(tmp_path):
