@@ -1,5 +1,6 @@
 """The one reader of weight files: ``.safetensors`` or a pickled state dict, loaded with
-``torch.load(weights_only=True)`` only. Every failure is a ``CheckpointError`` naming the file and what was wrong."""
+``torch.load(weights_only=True)`` only. Every failure, NaN/inf weights included, is a ``CheckpointError`` naming
+the file and what was wrong."""
 
 from __future__ import annotations
 
@@ -40,7 +41,22 @@ def read_weights(path: str | os.PathLike, unwrap: str | None = None
     if bad:
         raise CheckpointError(f"{path}: not a plain state dict (key -> tensor); entries that are not named tensors: "
                               f"{few(bad)}")
-    return dict(obj), {}
+    return _finite(path, dict(obj)), {}
+
+
+def first_non_finite(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The first floating-point tensor holding NaN or infinity, or None."""
+    return next((key for key, value in tensors.items()
+                 if value.is_floating_point() and not torch.isfinite(value).all()), None)
+
+
+def _finite(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Refuse weights with NaN/inf: every output of the network would be NaN (a black image reported as success)."""
+    key = first_non_finite(tensors)
+    if key is not None:
+        raise CheckpointError(f"{path}: weight '{key}' contains NaN or infinity; the file is damaged or the training "
+                              "that wrote it diverged")
+    return tensors
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -53,7 +69,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     except Exception as exc:  # safetensors raises its own error types (and OSError) for damaged files
         raise CheckpointError(f"{path}: cannot read: unreadable or corrupt safetensors file "
                               f"({type(exc).__name__}: {gist(exc)})") from None
-    return tensors, metadata
+    return _finite(path, tensors), metadata
 
 
 def _read_pickle(path: Path):

@@ -3,7 +3,8 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .common import install_prompt_hook, register_model_folders
-from .emoeditor import EmoEditorLoader, EmotionDirection, EmotionEdit, IEILoop, PredictEmotion
+from .emoeditor import EmoEditorLoader, EmotionDirection, EmotionEdit, PredictEmotion
+from .emoeditor_iei import IEILoop
 from .emoticrafter import EmotiCrafterLoader, EmotionInjection
 from .training import EmotionPairs, EncodePairs, TrainEIT
 from .va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal

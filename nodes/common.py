@@ -11,6 +11,8 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..emo_core.weights import first_non_finite
+
 log = logging.getLogger("emo-nodes")
 CATEGORY = "emo-nodes"
 VA = io.Custom("EMO_VA")  # emo_core.emoticrafter.va.VAPoints
@@ -299,8 +301,8 @@ def check_finite(what: str, tensor: torch.Tensor) -> None:
 
 
 def check_finite_weights(network: torch.nn.Module, source: str) -> None:
-    """Refuse a network whose weights hold NaN/inf, naming the file and the first bad tensor."""
-    for key, tensor in network.state_dict().items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise ValueError(f"{source}: weight '{key}' contains NaN or infinity; the file is damaged or the "
-                             "training diverged, and every output would be NaN (a black image)")
+    """Refuse a network whose weights hold NaN/inf (one handed over in memory; files are checked when read)."""
+    key = first_non_finite(network.state_dict())
+    if key is not None:
+        raise ValueError(f"{source}: weight '{key}' contains NaN or infinity; the file is damaged or the "
+                         "training diverged, and every output would be NaN (a black image)")

@@ -21,13 +21,11 @@ from .common import (
     EMO_PREDICTOR,
     EMOEDITOR,
     check_finite,
-    check_finite_weights,
     check_inputs,
     file_error,
     first_error,
     model_path,
 )
-from .emoeditor_iei import IEILoop
 from .emoeditor_inputs import (
     DEFAULT_TARGET,
     PIL_RESIZE,
@@ -47,7 +45,6 @@ from .emoeditor_loading import load_editor, load_encoder, load_predictor, slot_f
 from .emoeditor_progress import EditProgress, show_text
 from .emoeditor_sampling import Editor, encoder_width
 
-__all__ = ["EmoEditorLoader", "EmotionDirection", "EmotionEdit", "IEILoop", "PredictEmotion"]
 NO_TARGET = "(none)"
 PREDICT_TARGETS = (NO_TARGET, *EMOTIONS)
 SLOT_NOTE = (" Lists the files of this kind in models/emoeditor (told by their keys, or by the subfolder editor/, "
@@ -86,10 +83,6 @@ class EmoEditorLoader(io.ComfyNode):
         model, vae = load_editor(model_path(EMOEDITOR, editor_name))
         encoder = load_encoder(model_path(EMOEDITOR, encoder_name))
         predictor = load_predictor(model_path(EMOEDITOR, predictor_name))
-        check_finite_weights(model.model.diffusion_model, editor_name)  # NaN weights: black edits, "success"
-        check_finite_weights(vae.first_stage_model, f"{editor_name} (VAE)")
-        check_finite_weights(encoder.model, encoder_name)
-        check_finite_weights(predictor.model, predictor_name)
         return io.NodeOutput(model, vae, encoder, predictor)
 
 
