@@ -13,6 +13,9 @@ BENCHES: dict[str, str] = {
     "eit": "bench.bench_eit:run",  # EIT forward, full published size
     "train": "bench.train_suite:run",  # EIT training step, full published size (wraps bench/bench_train.py)
     "iei": "bench.bench_iei:run",  # EmoEditor IEI overhead per attempt against one edit
+    "closed_loop": "bench.bench_closed_loop:run",  # V-A closed loop: best of K as one batch vs K renders
+    "critic": "bench.bench_critic:run",  # V-A critic per image against one SDXL image (published settings)
+    "editor_train": "bench.bench_editor_train:run",  # EmoEditor training step, SD 1.5 size: published vs ours
 }
 
 # The published modules measured on this project's CPU class (2-core x86-64, fp32, torch default threads). Printed

@@ -4,6 +4,9 @@
     python -m bench.bench_iei [--device cuda] [--quick] [--threads N] [--attempts N] [--steps N] [--unet-reps N]
 
 Goal: the work IEI adds to every attempt beyond the edit itself stays within 5% of one edit.
+Second figure: IEI attempts per second with K attempts edited as one batch (K = 1, 4, 8), on one scripted
+acceptance pattern (each attempt accepted with probability 0.2, seeded: 80 % rejections); goal >= 3x at K = 8 on a
+GPU (on a CPU a batch of K costs about K edits, and discarded attempts make batching slower there).
 
 * Overhead, measured with the real loop: ``emo_core.emoeditor.iei.run_iei`` with a no-op edit (pre-made 224-px
   images on the CPU, as ComfyUI hands IMAGEs over), the full-size ResNet-18 critic (``emo_core.emoeditor.predictor``,
@@ -13,6 +16,12 @@ Goal: the work IEI adds to every attempt beyond the edit itself stays within 5% 
   (full size), VAE encode of the init image, ``steps`` forwards of an SD 1.5-size 8-channel UNet (diffusers
   UNet2DConditionModel, 860 M parameters) and the VAE decode (SD VAE). The UNet is timed over ``--unet-reps``
   forwards and multiplied by the step count (the sampler's own bookkeeping is negligible next to it).
+
+* Batched attempts: the real loop (``run_iei`` with ``batch_size`` K) runs the scripted pattern until 40 edits are
+  accepted and reports which batches it edits (sizes 1 and K, discarded attempts included); every batch is charged
+  the measured cost of an edit of that batch size (encoder + VAE encode once, ``steps`` UNet forwards and a VAE
+  decode at batch n) and every attempt the measured critic + SSIM + bookkeeping time. A full run times the full-size
+  UNet and the SD VAE at batch 1, 4 and 8; ``--quick`` times both at a tenth of their width (NOT comparable).
 
 Best (minimum) times are reported: on a shared machine the minimum is the least disturbed measurement.
 Seeded random weights; the edit runs fp32 on the CPU and fp16 on CUDA (as the published run). diffusers is a
@@ -107,17 +116,22 @@ def overhead(attempts: int, repeats: int, seed: int, device: str = "cpu") -> dic
     return {**best, "runs": runs}
 
 
-def edit_cost(steps: int, unet_reps: int, seed: int, device: str = "cpu") -> dict:
+def edit_models(seed: int, device: str, unet_config: dict = SD15_UNET, vae_config: dict = SD_VAE) -> tuple:
+    """(unet, vae, encoder, dtype) with seeded random weights; fp16 on CUDA (as published), fp32 on the CPU."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**SD15_UNET)
-        vae = AutoencoderKL(**SD_VAE)
+        unet = UNet2DConditionModel(**unet_config)
+        vae = AutoencoderKL(**vae_config)
     dtype = torch.float16 if device == "cuda" else torch.float32
     # nn.Module.to: diffusers' own .to() warns about casting (it expects from_pretrained(torch_dtype=...))
     unet = torch.nn.Module.to(random_weights(unet, seed), device, dtype)
     vae = torch.nn.Module.to(random_weights(vae, seed + 1), device, dtype)
-    encoder = EmotionEncoder().eval().to(device, dtype)
+    return unet, vae, EmotionEncoder().eval().to(device, dtype), dtype
+
+
+def edit_cost(steps: int, unet_reps: int, seed: int, device: str = "cpu") -> dict:
+    unet, vae, encoder, dtype = edit_models(seed, device)
     generator = torch.Generator().manual_seed(seed)
     image = (torch.rand(1, 3, SIZE, SIZE, generator=generator) * 2 - 1).to(device, dtype)
     latent = torch.randn(1, 4, LATENT, LATENT, generator=generator).to(device, dtype)
@@ -141,6 +155,62 @@ def edit_cost(steps: int, unet_reps: int, seed: int, device: str = "cpu") -> dic
     return parts
 
 
+def batch_costs(sizes, steps: int, reps: int, seed: int, device: str, quick: bool) -> dict:
+    """ms of one batched edit of n attempts for each n: encoder + VAE encode (once per batch), ``steps`` UNet
+    forwards and the VAE decode at batch n, each timed (best of ``reps``). Full size, or scaled for --quick."""
+    scaled = dict(block_out_channels=(32, 64, 128, 128))
+    unet, vae, encoder, dtype = edit_models(seed, device, {**SD15_UNET, **scaled} if quick else SD15_UNET,
+                                            {**SD_VAE, **scaled} if quick else SD_VAE)
+    generator = torch.Generator().manual_seed(seed)
+    image = (torch.rand(1, 3, SIZE, SIZE, generator=generator) * 2 - 1).to(device, dtype)
+    direction = torch.randn(8, generator=generator).to(device, dtype)
+    warmup = 3 if device == "cuda" else 1
+    costs = {}
+    with torch.inference_mode():
+        tokens = encoder(direction)
+        fixed = min(timed(lambda: encoder(direction), reps, warmup, device)) + \
+            min(timed(lambda: vae.encode(image).latent_dist.mode(), reps, warmup, device))
+        for n in sizes:
+            latent = torch.randn(n, 4, LATENT, LATENT, generator=generator).to(device, dtype)
+            unet_input, t = torch.cat([latent, latent], dim=1), torch.full((n,), 500, device=device)
+            context = tokens.expand(n, -1, -1)
+            unet_ms = min(timed(lambda x=unet_input, t=t, c=context: unet(x, t, encoder_hidden_states=c), reps,
+                                warmup, device))
+            decode_ms = min(timed(lambda z=latent: vae.decode(z), reps, warmup, device))
+            costs[n] = {"unet_ms": unet_ms, "vae_decode_ms": decode_ms,
+                        "edit_ms": fixed + steps * unet_ms + decode_ms}
+    return costs
+
+
+def scripted_schedule(batch: int, accepted: int = 40, p_accept: float = 0.2, seed: int = 0) -> dict:
+    """The real loop on the scripted pattern: attempt k is accepted iff a seeded draw for k is under p_accept (SSIM
+    in the band, never confident). Returns the batch sizes it edits and the attempts it scores."""
+    draws = torch.rand(100_000, generator=torch.Generator().manual_seed(seed)).tolist()
+    sizes = []
+
+    def edit_batch(init, direction, attempts):
+        sizes.append(len(attempts))
+        return [("edit", k) for k in attempts]
+
+    result = run_iei("source", "awe", lambda init, direction, k: edit_batch(init, direction, [k])[0],
+                     lambda image: torch.full((8,), 1 / 8),
+                     lambda source, image: 0.6 if image != "source" and draws[image[1]] < p_accept else 0.9,
+                     source_prediction=torch.full((8,), 1 / 8), max_attempts=None, max_accepted=accepted + 1,
+                     confidence=1.0, batch_size=batch, edit_batch=edit_batch, keep_attempt_images=False)
+    return {"sizes": sizes, "attempts": result.attempts, "edits": sum(sizes), "discarded": result.discarded_edits}
+
+
+def batched_throughput(costs: dict, per_attempt_ms: float, batches=(1, 4, 8)) -> dict:
+    """Attempts per second of each K: the scripted schedule priced with the measured costs."""
+    out = {}
+    for k in batches:
+        plan_k = scripted_schedule(k)
+        total_ms = sum(costs[n]["edit_ms"] for n in plan_k["sizes"]) + plan_k["attempts"] * per_attempt_ms
+        out[k] = {**plan_k, "sizes": sorted(set(plan_k["sizes"])), "total_s": total_ms / 1000,
+                  "attempts_per_s": plan_k["attempts"] / (total_ms / 1000)}
+    return out
+
+
 def plan(device: str, quick: bool) -> tuple[int, int, int]:
     """(IEI attempts per timed loop, timed loops, timed UNet forwards). An 860 M UNet forward takes ~4 s on 2 CPU
     cores and milliseconds on a GPU."""
@@ -155,6 +225,10 @@ def run(device: str = "cpu", quick: bool = False, *, attempts: int = 0, steps: i
     attempts, unet_reps = attempts or default_attempts, unet_reps or default_unet_reps
     over = overhead(attempts, repeats, seed, device)
     edit = edit_cost(steps, unet_reps, seed, device)
+    batches = (1, 4, 8)
+    sizes = sorted({n for k in batches for n in scripted_schedule(k)["sizes"]})
+    costs = batch_costs(sizes, steps, max(1, unet_reps // 2), seed, device, quick)
+    throughput = batched_throughput(costs, over["per_attempt_ms"], batches)
     parts = [
         ("critic: ResNet-18 on a 224-px edit", over["predictor_ms"]),
         ("SSIM (uint8 truncation, grey, 51x51 window)", over["ssim_ms"]),
@@ -170,10 +244,23 @@ def run(device: str = "cpu", quick: bool = False, *, attempts: int = 0, steps: i
     rows = [row("IEI overhead per attempt", "critic + SSIM + bookkeeping", over["per_attempt_ms"],
                 f"one {edit['dtype']} edit ({steps} steps)", edit["edit_ms"], "ms", kind="fraction", goal=GOAL,
                 note=f"critic {over['predictor_ms']:.1f} ms, SSIM {over['ssim_ms']:.1f} ms")]
+    scale = "UNet and VAE at 1/10 width (--quick)" if quick else f"{edit['unet_params_m']:.0f} M UNet, SD VAE"
+    base = throughput[1]
+    for k in batches[1:]:
+        ours = throughput[k]
+        rows.append(row(f"IEI attempts/s, batch K = {k}", f"K = {k}", 1 / ours["attempts_per_s"],
+                        "K = 1", 1 / base["attempts_per_s"], "s/attempt", goal=3.0 if k == 8 else None,
+                        note=f"{scale}, {ours['attempts']} attempts, 80 % rejected, {ours['discarded']} edits "
+                             f"discarded"))
     notes = [f"best of {repeats} loops of {attempts} attempts; one edit = emotion encoder + VAE encode + {steps} x "
-             f"UNet (best of {unet_reps}) + VAE decode: " + ", ".join(f"{n} {ms:,.1f} ms" for n, ms in parts[4:])]
+             f"UNet (best of {unet_reps}) + VAE decode: " + ", ".join(f"{n} {ms:,.1f} ms" for n, ms in parts[4:]),
+             f"batched edits ({scale}, {steps} steps), ms per edit call of n attempts: " + ", ".join(
+                 f"n={n}: {c['edit_ms']:,.0f} (UNet {c['unet_ms']:,.1f}/step, decode {c['vae_decode_ms']:,.1f})"
+                 for n, c in costs.items()) + "; attempts/s: " + ", ".join(
+                 f"K={k}: {t['attempts_per_s']:.4g}" for k, t in throughput.items())]
     return {"steps": steps, "attempts": attempts, "repeats": repeats, "unet_reps": unet_reps, "overhead": over,
             "edit": edit, "ratio": over["per_attempt_ms"] / edit["edit_ms"], "goal": GOAL, "parts_ms": dict(parts),
+            "batch_costs_ms": costs, "batched": throughput,
             "rows": rows, "notes": notes}
 
 

@@ -65,8 +65,9 @@ def contact_sheet(images: torch.Tensor, points: VAPoints, columns: int | None = 
 
 
 def loss_curve_image(history: Sequence[dict], width: int = 640, height: int = 360,
-                     title: str = "EIT training") -> np.ndarray:
-    """(height, width, 3) uint8 RGB picture of ``history`` (records with "epoch", "train_mse", "val_loss")."""
+                     title: str = "EIT training", x_label: str = "epoch") -> np.ndarray:
+    """(height, width, 3) uint8 RGB picture of ``history`` (records with "epoch", "train_mse", "val_loss"; "epoch" is
+    the x value, named ``x_label`` on the axis, e.g. "step")."""
     width, height = max(int(width), 200), max(int(height), 120)
     image = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(image)
@@ -93,8 +94,8 @@ def loss_curve_image(history: Sequence[dict], width: int = 640, height: int = 36
         draw.line([(left, y), (right, y)], fill=GRID)
         draw.text((4, y - 6), f"1e{decade}", fill=INK, font=font)
     draw.rectangle([left, top, right, bottom], outline=AXIS)
-    draw.text((left, bottom + 6), f"epoch {x_lo}", fill=INK, font=font)
-    draw.text((right - 70, bottom + 6), f"epoch {x_hi}", fill=INK, font=font)
+    draw.text((left, bottom + 6), f"{x_label} {x_lo}", fill=INK, font=font)
+    draw.text((right - 70, bottom + 6), f"{x_label} {x_hi}", fill=INK, font=font)
     for index, (key, label, colour) in enumerate(SERIES):
         xy = [to_xy(e, v) for e, v in points[key]]
         if len(xy) > 1:
@@ -108,7 +109,7 @@ def loss_curve_image(history: Sequence[dict], width: int = 640, height: int = 36
         best_epoch, best = min(points["val_loss"], key=lambda p: p[1])
         x, y = to_xy(best_epoch, best)
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], outline=BEST, width=2)
-        draw.text((left + 4, bottom - 16), f"best val {best:.4g} @ epoch {best_epoch}", fill=BEST, font=font)
+        draw.text((left + 4, bottom - 16), f"best val {best:.4g} @ {x_label} {best_epoch}", fill=BEST, font=font)
     return np.asarray(image, dtype=np.uint8)
 
 

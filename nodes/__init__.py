@@ -3,11 +3,16 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .common import install_prompt_hook, register_model_folders
+from .editor_data import EditorPairs
+from .editor_training import TrainEmoEditor
 from .emoeditor import EmoEditorLoader, EmotionDirection, EmotionEdit, PredictEmotion
 from .emoeditor_iei import IEILoop
 from .emoticrafter import EmotiCrafterLoader, EmotionInjection
 from .training import EmotionPairs, EncodePairs, TrainEIT
 from .va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal
+from .va_critic import PredictVA, VACriticLoader
+from .va_emotions import VAToEmotions
+from .va_loop import VAClosedLoop
 
 register_model_folders()
 install_prompt_hook()  # queue-time checks of literal values (see nodes/common.py)
@@ -17,6 +22,10 @@ NODES: list[type[io.ComfyNode]] = [
     EmotiCrafterLoader, EmotionInjection,
     EmoEditorLoader, PredictEmotion, EmotionDirection, EmotionEdit, IEILoop,
     EmotionPairs, EncodePairs, TrainEIT,
+    VAToEmotions,
+    EditorPairs, TrainEmoEditor,
+    VACriticLoader, PredictVA,
+    VAClosedLoop,
 ]
 
 

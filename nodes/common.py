@@ -21,6 +21,7 @@ EMO_ENCODER = io.Custom("EMO_ENCODER")  # a ModelPatcher holding emo_core.emoedi
 EMO_PREDICTOR = io.Custom("EMO_PREDICTOR")  # a ModelPatcher holding emo_core.emoeditor.predictor.EmotionPredictor
 EMO_DISTRIBUTION = io.Custom("EMO_DISTRIBUTION")  # (B, 8) float32 softmax over emo_core.emoeditor.emotions.EMOTIONS
 EMO_DIRECTION = io.Custom("EMO_DIRECTION")  # (B, 8) float32 emotion direction onehot(target) - distribution
+VA_CRITIC = io.Custom("VA_CRITIC")  # emo_core.evaluation.critic.VACritic: .predict(IMAGE) -> (B, 2), .clip_score
 
 # --- model folders (models/emoticrafter, models/emoeditor) ------------------------------------------------------
 
@@ -69,12 +70,14 @@ def make_patcher(network: torch.nn.Module, load_device=None) -> comfy.model_patc
 # 1. refuse_bad_literals, an on-prompt hook, sees every posted prompt before validation. For each literal INT,
 #    FLOAT and BOOLEAN input of an EmoNodes_* node it checks finiteness, min/max, an INT's step and whole-number
 #    values, normalises "true"/"false" strings (the host's bool("false") is True), and runs the node's own
-#    cross-input rules (`literal_rules`, e.g. V-A outside [-3, 3] without 'extrapolate'). A refused value is
-#    replaced by a Refused marker whose int()/float()/bool() raises our message, so the host reports it once, on
-#    that input, at queue time (HTTP 400). Linked values are checked when the node runs.
-# 2. validate_inputs, only for what the hook cannot report: combo options and string rules. It names as few
-#    inputs as possible (no **kwargs, which would also switch the host's range checks off) and checks them with
-#    check_inputs, the same schema check. Every message starts with the input it is about.
+#    rules (`literal_rules`, e.g. V-A outside [-3, 3] without 'extrapolate', or a STRING output file name). A
+#    refused value is replaced by a Refused marker whose int()/float()/bool() (RefusedText: str()) raises our
+#    message, so the host reports it once, on that input, at queue time (HTTP 400). Linked values are checked
+#    when the node runs.
+# 2. validate_inputs, only for what the hook cannot report: combo options (the host never converts a V3 combo,
+#    so no marker can carry a message) and file lists. It names as few inputs as possible (no **kwargs, which
+#    would also switch the host's range checks off) and checks them with check_inputs, the same schema check.
+#    Every message starts with the input it is about; with n named inputs the host still shows it n times.
 
 BOOL_WORDS = {"true": True, "false": False}
 
@@ -98,6 +101,12 @@ class Refused(str):
         return repr(self.value)
 
     __repr__ = __format__
+
+
+class RefusedText(Refused):
+    """A refused literal STRING: the host converts strings with str(), so that is what raises our message."""
+
+    __str__ = Refused._refuse
 
 
 def input_specs(cls) -> dict[str, tuple[str, dict]]:
@@ -201,7 +210,8 @@ def first_error(*errors: str | bool | None) -> bool | str:
 
 # --- the on-prompt hook ------------------------------------------------------------------------------------------
 
-CONVERTED = ("INT", "FLOAT", "BOOLEAN")  # the types whose host conversion can carry a Refused message
+CONVERTED = ("INT", "FLOAT", "BOOLEAN", "STRING")  # the types whose host conversion can carry a Refused message
+CONVERT = {"INT": int, "FLOAT": float, "STRING": str}  # the host's conversions (BOOLEAN: normalised by bool_value)
 NODE_PREFIX = "EmoNodes_"
 
 
@@ -214,8 +224,12 @@ def _literal(raw):
     return True, raw
 
 
+def _refused(kind: str, value, problem: str) -> Refused:
+    return (RefusedText if kind == "STRING" else Refused)(value, problem)
+
+
 def refuse_node_literals(cls, inputs: dict) -> None:
-    """Check one node's literal INT/FLOAT/BOOLEAN inputs in place (see the note above)."""
+    """Check one node's literal INT/FLOAT/BOOLEAN/STRING inputs in place (see the note above)."""
     specs = input_specs(cls)
     values = {}
     for name, raw in list(inputs.items()):
@@ -227,17 +241,17 @@ def refuse_node_literals(cls, inputs: dict) -> None:
             continue
         problem = value_problem(name, kind, options, value)
         if problem:
-            inputs[name] = Refused(value, problem)
+            inputs[name] = _refused(kind, value, problem)
             continue
         if kind == "BOOLEAN":
             value = bool_value(name, value)[0]
             inputs[name] = value
-        values[name] = float(value) if kind == "FLOAT" else int(value) if kind == "INT" else value
+        values[name] = CONVERT[kind](value) if kind in CONVERT else value
     rules = getattr(cls, "literal_rules", None)
     if rules is not None:
         for name, problem in rules(values).items():
             if specs[name][0] in CONVERTED and not isinstance(inputs.get(name), Refused):
-                inputs[name] = Refused(values.get(name), problem)
+                inputs[name] = _refused(specs[name][0], values.get(name), problem)
 
 
 def refuse_bad_literals(json_data):

@@ -12,6 +12,7 @@ from comfy_api.latest import io
 from ..emo_core.emoeditor.emotions import EMOTIONS, emotion_direction
 from ..emo_core.emoeditor.loaders import EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND
 from ..emo_core.emoeditor.schedule import resize_images, rgb_images
+from ..emo_core.emoeditor.va_emotions import direction_towards
 from ..emo_core.images import chart_batch
 from .common import (
     CATEGORY,
@@ -129,9 +130,15 @@ class EmotionDirection(io.ComfyNode):
             node_id="EmoNodes_EmotionDirection",
             display_name="Emotion Direction (EmoEditor)",
             category=CATEGORY,
-            description="d = onehot(target) - p(source): the 8-vector that drives EmoEditor's encoder.",
+            description="d = onehot(target) - p(source): the 8-vector that drives EmoEditor's encoder. "
+                        "Extension: with 'target_distribution' connected (e.g. V-A to Emotion Distribution), "
+                        "d = target distribution - p(source) and 'target' is not used.",
             inputs=[EMO_DISTRIBUTION.Input("distribution", tooltip="From Predict Emotion on the source image."),
-                    target_input()],
+                    target_input(),
+                    EMO_DISTRIBUTION.Input("target_distribution", optional=True,
+                                           tooltip="Extension: a target distribution over the eight classes (from "
+                                                   "V-A to Emotion Distribution) instead of the one-hot of "
+                                                   "'target'. One, or one per source distribution.")],
             outputs=[EMO_DIRECTION.Output(display_name="direction")],
         )
 
@@ -140,9 +147,16 @@ class EmotionDirection(io.ComfyNode):
         return check_inputs(cls, target=target)
 
     @classmethod
-    def execute(cls, distribution, target) -> io.NodeOutput:
+    def execute(cls, distribution, target, target_distribution=None) -> io.NodeOutput:
         check_finite("distribution", distribution.float())
-        return io.NodeOutput(emotion_direction(target, distribution.float().cpu()))
+        if target_distribution is None:
+            return io.NodeOutput(emotion_direction(target, distribution.float().cpu()))
+        source = distribution.float().cpu().reshape(-1, 8)
+        wanted = target_distribution.float().cpu().reshape(-1, 8)
+        if wanted.shape[0] not in (1, source.shape[0]) and source.shape[0] != 1:
+            raise ValueError(f"target_distribution holds {wanted.shape[0]} distributions but 'distribution' holds "
+                             f"{source.shape[0]}: give one, or one per source distribution")
+        return io.NodeOutput(direction_towards(wanted, source))
 
 
 class EmotionEdit(io.ComfyNode):

@@ -44,6 +44,21 @@ class EditProgress:
 
         return callback
 
+    def batch_callback(self, first_edit: int, count: int):
+        """The sampler callback of edits ``first_edit``.. run as one batch of ``count``: each step advances all of
+        them. The bar never moves back (attempts edited ahead and discarded are redone from a later init)."""
+        start = first_edit * self.steps
+
+        def callback(step, x0, x, total_steps):
+            mm.throw_exception_if_processing_interrupted()  # Cancel between steps
+            preview = None
+            if self.previewer is not None:
+                preview = self.previewer.decode_latent_to_preview_image(PREVIEW_FORMAT, x0[:1])
+            value = min(start + (min(step, self.steps - 1) + 1) * count, self.bar.total)
+            self.bar.update_absolute(max(value, self.bar.current), self.bar.total, preview)
+
+        return callback
+
     def skip_to(self, edit_index: int) -> None:
         """Jump to the start of edit ``edit_index`` (IEI ended before its cap: the bar still reaches its end)."""
         self.bar.update_absolute(edit_index * self.steps, self.bar.total)

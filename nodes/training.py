@@ -37,6 +37,14 @@ PAIRS = io.Custom("EMO_PAIRS")  # emo_core.training.pairs.PairsData
 FEATURES = io.Custom("EMO_FEATURES")  # emo_core.training.feature_cache.FeatureCache
 
 
+def name_rules(values: dict) -> dict[str, str]:
+    """literal_rules for the queue-time hook (nodes/common.py): a literal output file name must be a plain file name.
+    Refused there, the problem shows once, on 'name' (validate_inputs would repeat it on every input it names). A
+    linked name is checked when the node runs (naming.output_file)."""
+    problem = name_problem(values["name"]) if "name" in values else None
+    return {"name": problem} if problem else {}
+
+
 def work_dir(*parts: str) -> str:
     """Caches and resume states live in ComfyUI's user folder, not among the models (the loaders list those)."""
     path = os.path.join(folder_paths.get_user_directory(), "emo-nodes", *parts)
@@ -233,12 +241,13 @@ class TrainEIT(io.ComfyNode):
                      io.Image.Output(display_name="loss_curve")],
         )
 
+    literal_rules = classmethod(lambda cls, values: name_rules(values))
+
     @classmethod
-    def validate_inputs(cls, density=None, name=None) -> bool | str:
-        """Names the combo and the file name only: every number keeps the host's range check, and the queue-time
-        hook (nodes/common.py) adds NaN/inf and steps. A linked name arrives as None and is not checked here."""
-        problem = name_problem(name) if isinstance(name, str) else None
-        return first_error(problem, combo_error("density", density, DENSITY_MODES))
+    def validate_inputs(cls, density=None) -> bool | str:
+        """Names the combo only, so its error shows once: every number keeps the host's range check, and the
+        queue-time hook (nodes/common.py) adds NaN/inf, steps and the file name (name_rules)."""
+        return first_error(combo_error("density", density, DENSITY_MODES))
 
     @classmethod
     def execute(cls, features, name, epochs, batch_size, lr, weight_decay, alpha, density, val_fraction, split_seed,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from comfy_host import ComfyHost, ensure_tiny_models
+from editor_pairs_synth import write_tiny_emopair
 from paths import GOLDEN
 from tiny_graph import TINY_PAIRS, write_tiny_pairs
 
@@ -19,8 +20,9 @@ def golden() -> Path:
 @pytest.fixture(scope="session")
 def host():
     ensure_tiny_models()
-    with ComfyHost() as h:
+    with ComfyHost(test_nodes=True) as h:  # plus the test-only nodes (tests/support/test_nodes)
         write_tiny_pairs(h.base / "input" / TINY_PAIRS)
+        write_tiny_emopair(h.base / "input")  # the EmoEditor Training Pairs node's default dataset
         yield h
 
 

@@ -25,6 +25,8 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 PLUGIN_NAME = "emo-nodes"
 SUPPORT = ROOT / "tests" / "support"  # the tiny test models and their generator
 TINY_MODELS = SUPPORT / "tiny_models"
+TEST_NODES = SUPPORT / "test_nodes"  # test-only nodes (a scripted V-A critic): registered only with test_nodes=True
+TEST_NODES_ENV = "EMO_NODES_TEST_NODES"  # set for the host process when test_nodes=True; the pack checks it
 EXAMPLE_INPUT = "emoeditor_example.png"  # the LoadImage file the EmoEditor workflows name
 EXAMPLE_SOURCE = ROOT.parent / "shared" / "golden" / "emoeditor" / "images" / "astronaut.png"
 
@@ -35,7 +37,7 @@ class HostError(RuntimeError):
 
 def ensure_tiny_models(models_dir: Path = HOST_DIR / "base" / "models") -> None:
     """(Re)write the tiny seeded checkpoints when missing or when their generator changed."""
-    sources = [SUPPORT / "make_tiny_models.py", *sorted(TINY_MODELS.glob("*.py"))]
+    sources = [SUPPORT / "make_tiny_models.py", SUPPORT / "tiny_critic.py", *sorted(TINY_MODELS.glob("*.py"))]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
     stamp = models_dir / ".tiny-models.stamp"
     if stamp.is_file() and stamp.read_text() == digest:
@@ -89,8 +91,9 @@ class ComfyHost:
     """One ComfyUI server process. ``models_dir`` adds a user's ComfyUI models folder (read-only use)."""
 
     def __init__(self, base: Path = HOST_DIR / "base", port: int | None = None, models_dir: Path | None = None,
-                 cpu: bool = True, front_end_root: Path | None = None):
+                 cpu: bool = True, front_end_root: Path | None = None, test_nodes: bool = False):
         self.base = base
+        self.test_nodes = test_nodes  # the tests' host registers tests/support/test_nodes; the demo's never does
         self.port = port or free_port()
         self.models_dir = models_dir
         self.cpu = cpu
@@ -105,7 +108,9 @@ class ComfyHost:
         for sub in ("custom_nodes", "models/checkpoints", "input", "output", "user", "temp"):
             (self.base / sub).mkdir(parents=True, exist_ok=True)
         stage_example_input(self.base / "input")
-        for name, target in ((PLUGIN_NAME, ROOT), ("emo_tiny_models", TINY_MODELS)):
+        # The test pack is always linked (hosts share the base folder) and registers nothing unless its variable is
+        # set for this host's process (start), so the demo never shows it.
+        for name, target in ((PLUGIN_NAME, ROOT), ("emo_tiny_models", TINY_MODELS), ("emo_test_nodes", TEST_NODES)):
             link = self.base / "custom_nodes" / name
             if not (link.is_symlink() and link.resolve() == target):
                 if link.is_symlink():
@@ -136,8 +141,11 @@ class ComfyHost:
         if self.front_end_root:
             cmd += ["--front-end-root", str(self.front_end_root)]
         log = open(self.log_path, "w")  # noqa: SIM115 (lives as long as the process)
+        env = {k: v for k, v in os.environ.items() if k != TEST_NODES_ENV}
+        if self.test_nodes:
+            env[TEST_NODES_ENV] = "1"
         self.proc = subprocess.Popen(cmd, cwd=COMFY_DIR, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

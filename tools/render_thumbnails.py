@@ -37,6 +37,12 @@ PICTURE = {
     "emoeditor_single_edit": ["source", "6"],
     "emoeditor_iei_loop": ["source", "4"],
     "sdxl_text_to_image": ["7"],
+    "emoticrafter_metrics_5x5": ["12", "16"],
+    "emoticrafter_closed_loop": ["9", "12"],
+    "emoticrafter_img2img": ["source", "12"],
+    "emoticrafter_img2img_controlnet": ["source", "15"],
+    "emoticrafter_morph": ["13"],
+    "emoeditor_train": ["5", "10"],
 }
 
 

@@ -12,8 +12,13 @@ TINY_FILES = {
     "editor_name": "emo_tiny_ip2p.pt",
     "encoder_name": "emo_tiny_emoenc.pt",
     "predictor_name": "emo_tiny_predictor.pt",
+    "clip_name": "emo_tiny_clip_b32.safetensors",  # the V-A critic (tests/support/tiny_critic.py)
+    "valence_head": "emo_tiny_valence1_CLIP.pth",
+    "arousal_head": "emo_tiny_arousal1_CLIP.pth",
+    "control_net_name": "emo_tiny_sdxl_controlnet.safetensors",
 }
 TINY_SIZE, TINY_STEPS = 64, 4
+TINY_MEGAPIXELS = 0.01  # the node's least: about 100x100 instead of SDXL's 1 MP
 TINY_ATTEMPTS = 2  # EmoEditor IEI: random tiny models rarely satisfy the critic, so the cap ends the loop
 
 
@@ -26,6 +31,8 @@ def for_tiny_models(api: dict) -> dict:
                 inputs[key] = name
         if node["class_type"] == "EmptyLatentImage":
             inputs.update(width=TINY_SIZE, height=TINY_SIZE)
+        if node["class_type"] == "ImageScaleToTotalPixels":
+            inputs["megapixels"] = TINY_MEGAPIXELS
         if "steps" in inputs and not isinstance(inputs["steps"], list):
             inputs["steps"] = min(inputs["steps"], TINY_STEPS)
         if node["class_type"] in ("EmoNodes_EmotionEdit", "EmoNodes_IEILoop"):
@@ -36,10 +43,41 @@ def for_tiny_models(api: dict) -> dict:
             inputs.update(TINY_TRAINING)
         if "max_attempts" in inputs:
             inputs["max_attempts"] = min(inputs["max_attempts"], TINY_ATTEMPTS)
-    return api
+        if node["class_type"] == "EmoNodes_TrainEmoEditor":
+            inputs.update(TINY_EDITOR_TRAINING)
+    return tiny_editor_training(api)
 
 
 TINY_PAIRS = "emo_tiny_pairs.csv"
+# Train EmoEditor on the CPU: a LoRA on the tiny SDXL InstructPix2Pix (the file's SD 1.5 editor needs a real CLIP-L)
+TINY_EDITOR_TRAINING = {"mode": "lora", "lora_rank": 4, "lora_alpha": 4.0, "lr": 1e-2, "batch_size": 8, "steps": 2,
+                        "precision": "fp32", "resolution": TINY_SIZE, "preview_every": 0, "checkpoint_every": 0,
+                        "overwrite": True}
+
+
+def tiny_editor_training(api: dict) -> dict:
+    """Retarget a Train EmoEditor graph to the tiny SDXL InstructPix2Pix: its MODEL from the UNet-only tiny checkpoint,
+    its VAE and CLIP (and every other use of those VAE/CLIP outputs, e.g. the IEI downstream) from the tiny SDXL
+    checkpoint, a fresh SDXL-width encoder (the connected one is SD 1.5-wide); loaders left unused are dropped."""
+    trainers = [node for node in api.values() if node["class_type"] == "EmoNodes_TrainEmoEditor"]
+    if not trainers:
+        return api
+    ip2p, sdxl = str(max(int(k) for k in api) + 1), str(max(int(k) for k in api) + 2)
+    api[ip2p] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "emo_tiny_sdxl_ip2p.safetensors"}}
+    api[sdxl] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": TINY_FILES["ckpt_name"]}}
+    swap = {}
+    for trainer in trainers:
+        inputs = trainer["inputs"]
+        inputs.pop("encoder", None)
+        for key, new in (("model", [ip2p, 0]), ("clip", [sdxl, 1]), ("vae", [sdxl, 2])):
+            if isinstance(inputs.get(key), list):
+                swap[tuple(inputs[key])] = new
+    for node in api.values():
+        for key, value in node["inputs"].items():
+            if isinstance(value, list) and tuple(value) in swap:
+                node["inputs"][key] = swap[tuple(value)]
+    used = {value[0] for node in api.values() for value in node["inputs"].values() if isinstance(value, list)}
+    return {k: v for k, v in api.items() if k in used or v["class_type"] not in ("CLIPLoader", "UNETLoader")}
 # overwrite: the dev host keeps the models of earlier runs
 TINY_TRAINING = {"epochs": 3, "batch_size": 8, "layers": 1, "width": 64, "overwrite": True}
 

@@ -40,12 +40,16 @@ TITLE_H = 30
 SLOT_H = 20
 WIDGET_H = 24
 # Extra height of widgets that web extensions draw (this plugin's web/js): node types whose inputs carry them.
-CUSTOM_WIDGET_H = {"EmoNodes_ValenceArousal": 292, "EmoNodes_EmotionGrid": 130, "EmoNodes_EmotionDirection": 46,
+CUSTOM_WIDGET_H = {"EmoNodes_ValenceArousal": 292, "EmoNodes_EmotionGrid": 130, "EmoNodes_EmotionPath": 154,
+                   "EmoNodes_EmotionDirection": 46,
                    "EmoNodes_EmotionEdit": 46, "EmoNodes_IEILoop": 46}
 TITLE_CHAR_W = 7.2  # the title font's average advance: a long title widens the node
 # Room for what a node shows below its widgets: image previews, text previews, text areas.
 PREVIEW_H = {"LoadImage": 300, "SaveImage": 300, "PreviewImage": 300, "PreviewAny": 160}
-MIN_SIZE = {"CLIPTextEncode": (360, 150), "MarkdownNote": (360, 100), "EmoNodes_EmotionEdit": (360, 0)}
+MIN_SIZE = {"CLIPTextEncode": (360, 150), "PrimitiveStringMultiline": (310, 120), "MarkdownNote": (360, 100),
+            "EmoNodes_EmotionEdit": (360, 0),
+            # measured in the browser test (1.32.9): their optional text/number inputs take more room than counted
+            "EmoNodes_VAClosedLoop": (310, 650), "EmoNodes_PredictVA": (310, 160)}
 NODE_W = 310
 GAP_X, GAP_Y = 40, 20  # between columns; between a node's bottom and the next node's title
 GROUP_PAD, GROUP_HEAD, GROUP_GAP = 16, 46, 36  # inside a group; its title band; between groups

@@ -30,6 +30,23 @@ Documented deviations, all optional or only reachable where the official loop ne
   acceptance), the paper's reading; the code reuses q_first.
 * ``should_stop()`` is asked before every attempt (status ``"cancelled"``, step-5 rules on what exists);
   ``on_attempt(entry)`` receives each attempt's trace entry for progress reporting.
+
+Extensions for continuous emotion (off by default, so the published decisions are untouched):
+
+* ``target_distribution``: the direction is target_distribution - basis instead of onehot(t) - basis (e.g. a V-A
+  point's distribution, :func:`~emo_core.emoeditor.va_emotions.va_to_emotions`; a one-hot gives the published d).
+* ``va_goal`` (:class:`VAGoal`): the V-A acceptance rule. An attempt is accepted iff ``ssim_low < ssim < ssim_high``
+  or the expected V-A of the critic's distribution lies within ``tolerance`` of the target V-A (Euclidean, on
+  [-3, 3]); the loop stops at the first attempt within the tolerance (status ``"va_reached"``) or when
+  ``max_accepted`` is reached, and returns the accepted edit closest to the target V-A (the earliest on a tie; the
+  source if nothing was accepted). The confidence rule and its final choice are not used then.
+
+Batching (``batch_size`` K > 1, with ``edit_batch(init, direction, attempts) -> images``): the next K attempts
+start from the same init image with the same direction until one is accepted, so they are edited together; they
+are then scored one by one in order, exactly as if run alone, and the first acceptance discards the rest (their
+init is no longer the latest accepted image). The decisions, trace and result equal those of K = 1 whenever
+``edit_batch`` gives each attempt the image ``edit`` would (e.g. random draws that are a function of the attempt
+index). Attempt 0 runs alone when later directions depend on its softmax (``recompute_direction`` off).
 """
 
 from __future__ import annotations
@@ -43,6 +60,7 @@ import torch
 
 from .emotions import EMOTIONS, NUM_EMOTIONS, class_index, emotion_direction, same_valence
 from .ssim import critic_ssim
+from .va_emotions import direction_towards, expected_va
 
 # Status values (why the loop ended).
 CONFIDENT = "confident"          # best target probability reached the confidence threshold
@@ -50,12 +68,14 @@ MAX_ACCEPTED = "max_accepted"    # the accepted list (source included) reached m
 MAX_ATTEMPTS = "max_attempts"    # attempt cap hit after at least one acceptance
 EXHAUSTED = "exhausted"          # attempt cap hit and nothing was ever accepted: the source is returned
 CANCELLED = "cancelled"          # should_stop() said so
+VA_REACHED = "va_reached"        # V-A rule: an edit's expected V-A came within the tolerance of the target
 
 # Final-choice branches (the official step-6 rules).
 CHOICE_LAST_IS_TARGET = "last_attempt_label_is_target"
 CHOICE_BEST_TARGET = "fallback_best_target"
 CHOICE_BEST_SAME_VALENCE = "fallback_best_same_valence"
 CHOICE_NO_FALLBACK = "no_fallback_available_last_accepted_or_source"
+CHOICE_CLOSEST_VA = "closest_expected_va"  # V-A rule: the accepted edit whose expected V-A is nearest the target
 
 SOURCE = "source"  # how the trace names the input image
 
@@ -76,6 +96,7 @@ class IEIResult:
     best_same_probability: float = 0.0
     source_distribution: list[float] = field(default_factory=list)
     trace: list[dict] = field(default_factory=list)            # one JSON-ready dict per attempt
+    discarded_edits: int = 0          # batching: edits computed ahead and dropped after an acceptance (not traced)
 
     @property
     def attempts(self) -> int:
@@ -98,6 +119,21 @@ class IEIResult:
     def log(self) -> dict:
         """Summary plus the per-attempt trace, ready for ``json.dumps``."""
         return {**self.summary(), "trace": [dict(entry) for entry in self.trace]}
+
+
+@dataclass(frozen=True)
+class VAGoal:
+    """The V-A acceptance rule's target point (EmotiCrafter's [-3, 3] scale) and tolerance (distance in V-A)."""
+
+    valence: float
+    arousal: float
+    tolerance: float
+
+    def check(self) -> None:
+        values = (self.valence, self.arousal, self.tolerance)
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in values) or self.tolerance < 0:
+            raise ValueError(f"V-A goal: valence, arousal and tolerance must be finite numbers and the tolerance "
+                             f">= 0, got {values}")
 
 
 def read_prediction(output: Any) -> tuple[torch.Tensor, int]:
@@ -162,6 +198,10 @@ def run_iei(
     keep_attempt_images: bool = True,
     should_stop: Callable[[], bool] | None = None,
     on_attempt: Callable[[dict], None] | None = None,
+    target_distribution: Any = None,
+    va_goal: VAGoal | None = None,
+    batch_size: int = 1,
+    edit_batch: Callable[[Any, torch.Tensor, list[int]], list] | None = None,
 ) -> IEIResult:
     """Run IEI on ``source`` towards ``target`` (name or index). See the module docstring for the rules.
 
@@ -170,9 +210,17 @@ def run_iei(
     Images are otherwise opaque here: they are only handed to ``edit``, ``predict`` and ``ssim``.
     ``max_accepted`` is the official ``num_loop``: the size limit of the accepted list WITH the source, so at most
     ``max_accepted - 1`` edits are accepted. ``source_prediction`` skips the critic call on the source.
+    With ``va_goal``, ``target`` still names the class reported as p_target (e.g. the nearest centre's).
     """
     t = class_index(target)
     check_settings(max_attempts, max_accepted, confidence, ssim_band)
+    if va_goal is not None:
+        va_goal.check()
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size: must be a whole number of at least 1, got {batch_size}")
+    if edit_batch is None:
+        def edit_batch(init, direction, attempts):  # speculative, but one at a time
+            return [edit(init, direction, k) for k in attempts]
     ssim_low, ssim_high = ssim_band
     p_src, _ = read_prediction(predict(source) if source_prediction is None else source_prediction)
 
@@ -183,14 +231,31 @@ def run_iei(
     last_label: int | None = None
     best_tgt = 0.0
     best_same = 0.0
+    best_va, best_va_attempt = math.inf, None  # V-A rule: the closest accepted edit
+    ahead: dict = {}  # batching: {"init": ..., "direction": ..., "images": {attempt: image}} edited ahead
+
+    def goal_reached() -> bool:
+        return best_va <= va_goal.tolerance if va_goal is not None else best_tgt >= confidence
 
     def loop_may_continue() -> bool:
-        return best_tgt < confidence and 1 + len(result.accepted_attempts) < max_accepted
+        return not goal_reached() and 1 + len(result.accepted_attempts) < max_accepted
+
+    def edit_ahead(init_image, direction) -> None:
+        """Edit attempts ``attempt``.. together: as many as the batch, the cap and the direction allow."""
+        size = batch_size if attempt > 0 or recompute_direction else 1  # attempt 1 needs attempt 0's softmax
+        if max_attempts is not None:
+            size = min(size, max_attempts - attempt)
+        attempts = list(range(attempt, attempt + size))
+        images = list(edit_batch(init_image, direction, attempts))
+        if len(images) != size:
+            raise ValueError(f"edit_batch returned {len(images)} images for {size} attempts")
+        result.discarded_edits += len(ahead.get("images", ()))
+        ahead.update(init=init_image, direction=direction, images=dict(zip(attempts, images, strict=True)))
 
     attempt = 0
     while True:
         if attempt > 0 and not loop_may_continue():
-            result.status = CONFIDENT if best_tgt >= confidence else MAX_ACCEPTED
+            result.status = (VA_REACHED if va_goal is not None else CONFIDENT) if goal_reached() else MAX_ACCEPTED
             break
         if max_attempts is not None and attempt >= max_attempts:
             result.status = MAX_ATTEMPTS if result.accepted_attempts else EXHAUSTED
@@ -204,11 +269,20 @@ def run_iei(
             basis = p_src
         else:
             basis = accepted_dists[-1] if recompute_direction else q_first
-        direction = emotion_direction(t, basis)
+        if target_distribution is None:
+            direction = emotion_direction(t, basis)
+        else:
+            direction = direction_towards(target_distribution, basis)
         init_index = result.accepted_attempts[-1] if result.accepted_attempts else None
         init_image = result.accepted_images[-1] if result.accepted_images else source
 
-        image = edit(init_image, direction, attempt)
+        if batch_size == 1:
+            image = edit(init_image, direction, attempt)
+        else:
+            if not (ahead.get("init") is init_image and torch.equal(ahead["direction"], direction)
+                    and attempt in ahead["images"]):
+                edit_ahead(init_image, direction)
+            image = ahead["images"].pop(attempt)
         dist, label = read_prediction(predict(image))
         score = float(ssim(source, image))
         if not math.isfinite(score):
@@ -225,6 +299,13 @@ def run_iei(
         in_band = ssim_low < score < ssim_high
         is_target = label == t
         accepted = in_band or is_target
+        if va_goal is not None:
+            point = expected_va(dist)
+            distance = float(torch.hypot(point[0] - va_goal.valence, point[1] - va_goal.arousal))
+            within = distance <= va_goal.tolerance
+            accepted = in_band or within
+            if accepted and distance < best_va:
+                best_va, best_va_attempt = distance, attempt
         same = same_valence(label, t)
         same_updated = tgt_updated = False
         if accepted:
@@ -239,6 +320,8 @@ def run_iei(
             result.accepted_attempts.append(attempt)
             result.accepted_images.append(image)
             accepted_dists.append(dist)
+            result.discarded_edits += len(ahead.pop("images", ()))  # edited from a stale init
+            ahead.clear()
 
         entry = {
             "attempt": attempt,
@@ -260,6 +343,9 @@ def run_iei(
             "best_same_after": best_same,
             "accepted_count_after": len(result.accepted_attempts),
         }
+        if va_goal is not None:
+            entry.update(expected_va=point.tolist(), va_distance=distance, va_within_tolerance=within,
+                         best_va_distance_after=best_va if best_va_attempt is not None else None)
         result.trace.append(entry)
         if on_attempt is not None:
             on_attempt(entry)
@@ -267,7 +353,14 @@ def run_iei(
 
     result.best_target_probability = best_tgt
     result.best_same_probability = best_same
-    _choose(result, last_label, best_tgt, best_same, confidence, source)
+    result.discarded_edits += len(ahead.get("images", ()))
+    if va_goal is not None:
+        result.chosen_attempt = best_va_attempt
+        result.choice = CHOICE_NO_FALLBACK if best_va_attempt is None else CHOICE_CLOSEST_VA
+        images = dict(zip(result.accepted_attempts, result.accepted_images, strict=True))
+        result.image = source if best_va_attempt is None else images[best_va_attempt]
+    else:
+        _choose(result, last_label, best_tgt, best_same, confidence, source)
     return result
 
 

@@ -12,6 +12,8 @@ when it completes (an interrupted one is continued with ``--resume <state>.pendi
 ``python -m emo_core.training caches ROOT [--remove-stale [--older-than DAYS] [--dry-run]]`` lists the feature
 caches under ROOT (ComfyUI's ``user/emo-nodes/feature_cache``) and removes the stale ones: for each CSV, every
 cache but the most recently used one.
+
+``python -m emo_core.training editor ...`` trains EmoEditor's editor (``emo_core.training.editor_cli``).
 """
 
 from __future__ import annotations
@@ -128,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["caches"]:
         return caches_main(argv[1:])
+    if argv[:1] == ["editor"]:
+        from .editor_cli import main as editor_main
+
+        return editor_main(argv[1:])
     args = build_parser().parse_args(argv)
     ddp = init_distributed_from_env()
     lead = ddp.rank == 0

@@ -16,7 +16,13 @@ the EIT's). The loop owns everything else, the same for every trainer:
   loss and gradient equal the single-process ones; only rank 0 writes files.
 
 The loop reads these config fields: ``lr``, ``weight_decay``, ``batch_size``, ``epochs``, ``val_fraction``,
-``split_seed``, ``seed``, ``amp``, ``checkpoint_every``, ``eval_batch_size``.
+``split_seed``, ``seed``, ``amp``, ``checkpoint_every``, ``eval_batch_size``; and ``steps`` when the config has it
+(a run of that many optimiser steps: the epoch in progress ends early, with its validation, when they are done).
+
+Optional task hooks (``TaskHooks`` in ``emo_core.training.task``; absent ones mean the EIT's behaviour above) let
+a trainer with a large or partly frozen model reuse the loop: its own train/validation split, optimiser, optimiser
+step (loss scaling), the part of the model held in resume states, ``keep_best = False`` (the model kept and written
+at the end is the latest one, not a copy of the best validated one) and ``state_each_epoch = False``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -47,9 +52,10 @@ from .checkpointing import (
 from .config import RESUME_FREE_FIELDS, TrainConfig, TrainResult, uses_bf16
 from .distributed import Dist, current_dist, default_device
 from .outputs import PENDING, OutputPlan, plan_outputs
+from .task import TaskHooks, TrainTask
 
-__all__ = ["RunPlace", "TrainConfig", "TrainResult", "TrainTask", "Trainer", "epoch_order", "optimizer_step",
-           "prepare_run", "published_split"]
+__all__ = ["RunPlace", "TaskHooks", "TrainConfig", "TrainResult", "TrainTask", "Trainer", "epoch_order",
+           "optimizer_step", "prepare_run", "published_split"]
 
 
 def published_split(n_rows: int, val_fraction: float = 0.01, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -78,39 +84,6 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, loss_sc
     optimizer.zero_grad(set_to_none=True)
 
 
-class TrainTask(Protocol):
-    """What a trainer supplies: its model, objective, data handling and model file. ``features`` has ``len()`` and
-    ``fetch(rows)`` (a batch of the given rows); the task decides what a batch holds."""
-
-    state_format: str  # the ``format`` of its resume states
-    state_name: str  # how errors name such a state, e.g. "emo-nodes EIT training state"
-
-    def model_config_dict(self) -> dict:
-        """The model sizes, stored in resume states (``model_config``)."""
-
-    def prepare(self, features, device: torch.device, say: Callable[[str], None]) -> None:
-        """Once before training: per-row data the objective needs (e.g. loss weights over all rows)."""
-
-    def new_model(self) -> torch.nn.Module:
-        """A freshly constructed model (the loop loads weights into it)."""
-
-    def initialise(self, model: torch.nn.Module, seed: int) -> None:
-        """Set the starting weights of a new run (seeded initialisation, or given weights to fine-tune)."""
-
-    def batch_loss(self, model: torch.nn.Module, batch, rows: torch.Tensor, global_rows: int,
-                   bf16: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(objective, squared-error sum, count) of this rank's ``batch`` (of dataset rows ``rows``), in train
-        mode: the objective is this rank's part of the global batch's (``global_rows`` rows) sum divided by
-        ``count``, the global batch's element count; the objective keeps its graph, the sum is detached."""
-
-    def validation_sums(self, model: torch.nn.Module, batch, rows: torch.Tensor, bf16: bool
-                        ) -> tuple[float, float, int]:
-        """(squared-error sum, weighted objective sum, element count) of a validation batch (no autograd)."""
-
-    def write_model(self, model: torch.nn.Module, path: Path, summary: dict) -> None:
-        """Write the best model (eval mode, CPU) to ``path`` with what ``Trainer.summary`` reports."""
-
-
 @dataclass
 class RunPlace:
     """Where a run happens: its rank, device, output paths and log function (from ``prepare_run``). ``out_path`` and
@@ -130,12 +103,14 @@ class NonFiniteError(ArithmeticError):
 
 def prepare_run(config, *, state_format: str, state_name: str, device=None, out_path=None, state_path=None,
                 resume=None, overwrite: bool = False, how_to_overwrite: str = "overwrite=True",
-                log: Callable[[str], None] | None = None) -> tuple[RunPlace, dict | None]:
+                log: Callable[[str], None] | None = None, free_fields: tuple[str, ...] = RESUME_FREE_FIELDS,
+                extra_outputs: tuple[Path, ...] = ()) -> tuple[RunPlace, dict | None]:
     """Resolve device and paths (state default ``<out_path>.state.pt``, or the resumed file), decide where the run
     writes (``emo_core.training.outputs``: an existing model or state is never replaced unless ``overwrite``, and
     then only at successful completion), remove temp files of interrupted writes, and load the resume state when
     ``resume`` is given (a path, or True: the interrupted run of ``state_path``), refusing one trained with other
-    settings (fields outside ``RESUME_FREE_FIELDS``)."""
+    settings (fields outside ``free_fields``). ``extra_outputs``: more final files the run writes besides the model
+    (e.g. a second model file), under the same never-overwrite / pending-until-complete rule (``plan.extras``)."""
     ddp = current_dist()
     device = torch.device(device) if device is not None else default_device(ddp)
     out_path = Path(out_path) if out_path is not None else None
@@ -147,16 +122,16 @@ def prepare_run(config, *, state_format: str, state_name: str, device=None, out_
     state_path = Path(state_path) if state_path is not None else None
     say = log if (log is not None and ddp.lead) else (lambda _msg: None)
     plan = plan_outputs(out_path, state_path, resume=resume, overwrite=overwrite, how_to_overwrite=how_to_overwrite,
-                        lead=ddp.lead)
+                        lead=ddp.lead, extras=extra_outputs)
     if ddp.lead:
-        remove_stale_temps(plan.write_model, plan.write_state)
+        remove_stale_temps(plan.write_model, plan.write_state, *(written for written, _ in plan.extras))
     if plan.replacing:
         say(f"writing {plan.write_model} and {plan.write_state}; they replace {plan.model} and {plan.state} when "
             "the run completes")
     state = None
     if plan.resume_from is not None:
         state = load_state(plan.resume_from, state_format, state_name)
-        check_resume_config(plan.resume_from, state, config, RESUME_FREE_FIELDS)
+        check_resume_config(plan.resume_from, state, config, free_fields)
     return RunPlace(ddp, device, plan.write_model, plan.write_state, say, plan), state
 
 
@@ -169,9 +144,14 @@ class Trainer:
         self.out_path, self.state_path = place.out_path, place.state_path
         self.plan = place.plan
         self.dataset_hash = dataset_hash
-        self.bf16 = uses_bf16(config.amp, self.device)
+        self.bf16 = uses_bf16(getattr(config, "amp", "off"), self.device)
         self.n_rows = len(features)
-        self.train_rows, self.val_rows = published_split(self.n_rows, config.val_fraction, config.split_seed)
+        self.max_steps = getattr(config, "steps", 0)
+        self.keep_best = getattr(task, "keep_best", True)
+        self.state_each_epoch = getattr(task, "state_each_epoch", True)
+        split = getattr(task, "split", None)
+        self.train_rows, self.val_rows = split(self.n_rows) if split is not None else \
+            published_split(self.n_rows, config.val_fraction, config.split_seed)
         task.prepare(features, self.device, self.say)
         self.history: list[dict] = []
         self.best_val, self.best_epoch, self.best_state = math.inf, 0, None
@@ -191,7 +171,9 @@ class Trainer:
         model = self.task.new_model()
         self.task.initialise(model, config.seed)
         self.model = model.to(self.device).train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        make_optimizer = getattr(self.task, "make_optimizer", None)
+        self.optimizer = make_optimizer(self.model) if make_optimizer is not None else \
+            torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         torch.manual_seed(config.seed + self.ddp.rank)  # dropout masks
         if state is not None:
             self._restore(state)
@@ -200,7 +182,8 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         if state["n_rows"] != self.n_rows or (self.dataset_hash and state["dataset_hash"] != self.dataset_hash):
             raise ValueError("the resume state was made on other data (row count or dataset hash differ)")
-        self.model.load_state_dict(state["model"])
+        load = getattr(self.task, "load_model_state", None)
+        load(self.model, state["model"]) if load is not None else self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.history = list(state["history"])
@@ -218,7 +201,7 @@ class Trainer:
             self._check_finite("validation loss of the starting model", self.initial_val,
                                "non-finite features or starting weights?")
             self.say(f"initial val mse {self.initial_val:.6g}")
-        while self.epoch < config.epochs:
+        while self._more_epochs():
             order = epoch_order(self.train_rows, config.seed, self.epoch)
             batches = list(torch.split(order, config.batch_size))
             started = time.perf_counter() - self.running["seconds"]
@@ -237,6 +220,8 @@ class Trainer:
                     if stop:
                         self.say(f"stopped at epoch {self.epoch + 1}, step {self.step}; state in {self.state_path}")
                         return self._result(stopped=True)
+                    if self.max_steps and self.global_step >= self.max_steps:
+                        break  # the run's last step: this epoch ends here, with its validation
             self._finish_epoch(time.perf_counter() - started, on_epoch)
         self._save_state()
         return self._result(stopped=False)
@@ -248,7 +233,7 @@ class Trainer:
     def _train_step(self, rows: torch.Tensor, fetched) -> float:
         local, scale, batch = fetched
         loss, sse, count = self.task.batch_loss(self.trainee, batch, local, rows.numel(), self.bf16)
-        optimizer_step(loss, self.optimizer, scale * self.ddp.world)
+        getattr(self.task, "optimizer_step", optimizer_step)(loss, self.optimizer, scale * self.ddp.world)
         objective, mse = self.ddp.all_sum([loss.item() * scale, sse.item() * scale / count], self.device)
         self._check_finite(f"training loss at epoch {self.epoch + 1}, step {self.step + 1}", objective,
                            f"lr {self.config.lr:g} too high, or non-finite features?")
@@ -269,14 +254,17 @@ class Trainer:
         improved = val_mse < self.best_val
         if improved:
             self.best_val, self.best_epoch = val_mse, self.epoch + 1
-            self.best_state = cpu_state(self.model)
+            if self.keep_best:
+                self.best_state = cpu_state(self.model)
         self.epoch += 1
         self.step = 0
         self.running = _fresh_running()
-        if improved:
+        if improved and self.keep_best:
             self._write_model()
-        self._save_state()
-        self.say(f"epoch {record['epoch']}/{self.config.epochs}: train {record['train_loss']:.6g} "
+        if self.state_each_epoch:
+            self._save_state()
+        of = f" ({self.global_step}/{self.max_steps} steps)" if self.max_steps else f"/{self.config.epochs}"
+        self.say(f"epoch {record['epoch']}{of}: train {record['train_loss']:.6g} "
                  f"(mse {record['train_mse']:.6g}), val mse {val_mse:.6g} (weighted {val_weighted:.6g})"
                  f"{' *best*' if improved else ''}, {seconds:.1f} s")
         if on_epoch is not None:
@@ -315,7 +303,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------------- outputs
     def summary(self) -> dict:
         """What the run has reached, for the model file's metadata."""
-        return {"epochs_completed": self.epoch, "best_epoch": self.best_epoch, "best_val_loss": self.best_val,
+        return {"epochs_completed": self.epoch, "global_step": self.global_step, "best_epoch": self.best_epoch,
+                "best_val_loss": self.best_val,
                 "initial_val_loss": self.initial_val, "dataset_hash": self.dataset_hash, "n_rows": self.n_rows,
                 "n_train": len(self.train_rows), "n_val": len(self.val_rows), "history": self.history}
 
@@ -326,13 +315,22 @@ class Trainer:
         state = {"format": self.task.state_format, "version": STATE_VERSION,
                  "train_config": config_dict(self.config), "model_config": self.task.model_config_dict(),
                  "dataset_hash": self.dataset_hash, "n_rows": self.n_rows, "epoch": self.epoch, "step": self.step,
-                 "global_step": self.global_step, "model": cpu_state(self.model),
+                 "global_step": self.global_step, "model": self._model_state(),
                  "optimizer": cpu_tree(self.optimizer.state_dict()), "best_model": self.best_state,
                  "best_val": self.best_val, "best_epoch": self.best_epoch, "initial_val": self.initial_val,
                  "history": self.history, "running": dict(self.running), "rng": rng, "world_size": self.ddp.world}
         save_state(self.state_path, state)
 
+    def _more_epochs(self) -> bool:
+        return self.global_step < self.max_steps if self.max_steps else self.epoch < self.config.epochs
+
+    def _model_state(self) -> dict[str, torch.Tensor]:
+        own = getattr(self.task, "model_state", None)
+        return own(self.model) if own is not None else cpu_state(self.model)
+
     def _best_model(self) -> torch.nn.Module:
+        if not self.keep_best:
+            return self.model.eval()
         model = self.task.new_model()
         model.load_state_dict(self.best_state if self.best_state is not None else cpu_state(self.model))
         return model.eval()
@@ -345,7 +343,7 @@ class Trainer:
 
     def _result(self, stopped: bool) -> TrainResult:
         out_path, state_path = self.out_path, self.state_path
-        if not stopped and self.best_state is not None:
+        if not stopped and (self.best_state is not None or not self.keep_best):
             self._write_model()  # final metadata (epochs completed, full history)
         if not stopped and self.plan is not None:
             if self.ddp.lead:

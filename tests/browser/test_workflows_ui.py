@@ -229,13 +229,28 @@ def test_templates_dialog_shows_the_thumbnails(url, page):
     if extension.count():  # the pack's own category, where every card is ours
         extension.first.click()
         page.page.wait_for_timeout(1500)
-    # the cards show each thumbnail through a blob: URL of the fetched file; ours are 512 px squares
-    ours = """() => [...document.querySelectorAll('img')].filter((i) => i.naturalWidth === 512)
-        .map((i) => [i.src, i.naturalWidth])"""
-    with contextlib.suppress(Exception):  # wait until the cards' images have loaded
-        page.page.wait_for_function(f"() => ({ours})().filter(([, w]) => w > 0).length >= {len(NAMES)}",
-                                    timeout=20_000)
-    imgs = page.js(ours)
+    # the cards show each thumbnail through a blob: URL of the fetched file; ours are 512 px squares. A card is the
+    # largest ancestor of its image holding no other thumbnail; its text names the workflow.
+    cards = """() => [...document.querySelectorAll('img')].filter((i) => i.naturalWidth === 512).map((i) => {
+        const count = (el) => [...el.querySelectorAll('img')].filter((j) => j.naturalWidth === 512).length;
+        let card = i;
+        while (card.parentElement && count(card.parentElement) === 1) card = card.parentElement;
+        return [card.innerText, i.naturalWidth]; })"""
+    # the dialog loads a card's image only when it scrolls into view: scroll down a screen at a time, keeping every
+    # card seen
+    seen: dict[str, int] = {}
+    for _ in range(2 + len(NAMES) // 4):
+        with contextlib.suppress(Exception):  # wait until the visible cards' images have loaded
+            page.page.wait_for_function(f"() => ({cards})().length > 0", timeout=10_000)
+        for text, width in page.js(cards):
+            for name in NAMES:
+                if name in text.split():
+                    seen[name] = width
+        page.js("""() => { const img = [...document.querySelectorAll('img')].find((i) => i.naturalWidth === 512);
+            let el = img?.parentElement; while (el && el.scrollHeight <= el.clientHeight + 1) el = el.parentElement;
+            if (el) el.scrollTop += el.clientHeight; }""")
+        page.page.wait_for_timeout(800)
+    imgs = sorted(seen.items())
     page.screenshot("templates_dialog")
     page.page.keyboard.press("Escape")  # best effort: this test runs last on the shared page
-    assert len(imgs) >= len(NAMES) and all(w > 0 for _, w in imgs), imgs
+    assert sorted(seen) == NAMES and all(w > 0 for _, w in imgs), imgs

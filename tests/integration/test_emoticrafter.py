@@ -45,6 +45,21 @@ def test_grid_renders_every_cell_and_a_labelled_sheet(host):
     assert len(distinct) == 25, "every V-A cell should differ (same seed, different emotion)"
 
 
+@pytest.mark.parametrize("cell, valence, arousal", [(0, -3.0, 3.0), (18, 1.5, -1.5)])
+def test_grid_cell_equals_a_single_render_of_its_point(host, cell, valence, arousal):
+    """One seed for every cell, as published: a cell is the image a batch of one gives at its V-A point."""
+    grid = tiny("emoticrafter_grid_5x5")
+    (cells,) = [images(host, host.run(grid), "12")]
+    single = copy.deepcopy(grid)
+    single["4"] = {"class_type": "EmoNodes_ValenceArousal",
+                   "inputs": {"valence": valence, "arousal": arousal, "extrapolate": False}}
+    single["7"]["inputs"]["batch_size"] = 1
+    for node in ("10", "11"):
+        del single[node]
+    alone = render(host, single, f"grid_cell_{cell}")
+    assert np.abs(cells[cell].astype(np.int16) - alone).max() <= 1
+
+
 def test_va_changes_the_image_and_reproduces(host):
     api = tiny(T2I)
     calm = render(host, with_va(api, -2.0, -2.0), "calm")

@@ -21,6 +21,7 @@ TINY_PREDICTOR_NAME = "emo_tiny_predictor.pt"
 TINY_IP2P_LDM_NAME = "emo_tiny_ip2p_ldm.safetensors"
 TINY_SDXL_IP2P_NAME = "emo_tiny_sdxl_ip2p.safetensors"
 TINY_EMOENC_SDXL_NAME = "emo_tiny_emoenc_sdxl.pt"
+TINY_SDXL_CONTROLNET_NAME = "emo_tiny_sdxl_controlnet.safetensors"
 
 
 def boot_comfy(comfy_dir: Path) -> None:
@@ -178,6 +179,27 @@ def make_tiny_sdxl_ip2p(out_path: Path, seed: int) -> Path:
     return save_ldm_unet(TinySDXLInstructPix2Pix(TINY_SDXL_IP2P_UNET), out_path, seed, "sdxl_ip2p")
 
 
+def make_tiny_sdxl_controlnet(out_path: Path, seed: int) -> Path:
+    """A ControlNet for TinySDXL in the original ControlNet checkpoint layout (``control_model.`` + ComfyUI's cldm
+    names: input_hint_block, zero_convs, middle_block_out), which ComfyUI reads as is and onto which it maps
+    diffusers-format files. The zero convolutions are random (seeded), not zero, so the hint visibly steers."""
+    import comfy.cldm.cldm
+    import comfy.utils
+
+    sys.path.insert(0, str(HERE))
+    from tiny_models.configs import TINY_SDXL_UNET, TinySDXL
+
+    config = {k: v for k, v in TINY_SDXL_UNET.items() if k != "out_channels"} | TinySDXL.unet_extra_config
+    net = comfy.cldm.cldm.ControlNet(hint_channels=3, dtype=torch.float32, device="cpu", **config)
+    seeded_init(net, torch.Generator().manual_seed(seed))
+    sd = {f"control_model.{k}": v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp")
+    comfy.utils.save_torch_file(sd, str(tmp), metadata={"emo_nodes_tiny": "sdxl_controlnet", "seed": str(seed)})
+    tmp.replace(out_path)
+    return out_path
+
+
 def emo_encoder_state_dict(generator: torch.Generator, width: int = 768, pooled: int = 0) -> dict:
     """The published ``model_emoenc.pt`` keys (fc.0/2/4/6: 8 -> 256 -> 512 -> 768 -> 77*768), fp32, built from the
     key table alone. He-uniform hidden layers and zero biases keep the direction's information; the token layer is
@@ -226,9 +248,13 @@ def main() -> None:
     print(make_tiny_ip2p(a.out_dir / "emoeditor" / TINY_IP2P_NAME, a.seed))
     print(make_tiny_ip2p_ldm(a.out_dir / "checkpoints" / TINY_IP2P_LDM_NAME, a.seed))
     print(make_tiny_sdxl_ip2p(a.out_dir / "checkpoints" / TINY_SDXL_IP2P_NAME, a.seed))
+    print(make_tiny_sdxl_controlnet(a.out_dir / "controlnet" / TINY_SDXL_CONTROLNET_NAME, a.seed))
     print(make_tiny_emoenc(a.out_dir / "emoeditor" / TINY_EMOENC_NAME, a.seed))
     print(make_tiny_emoenc_sdxl(a.out_dir / "emoeditor" / TINY_EMOENC_SDXL_NAME, a.seed))
     print(make_tiny_predictor(a.out_dir / "emoeditor" / TINY_PREDICTOR_NAME, a.seed))
+    from tiny_critic import write_tiny_critic  # the V-A critic: tiny CLIP B/32 layout + released-layout heads
+
+    write_tiny_critic(a.out_dir, a.seed)
 
 
 if __name__ == "__main__":
