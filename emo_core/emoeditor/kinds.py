@@ -16,19 +16,15 @@ without being opened (the listing name starts with the subfolder).
 from __future__ import annotations
 
 import os
-import threading
-import zipfile
 from collections.abc import Iterable
 
 import torch
 
-from ..weights import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
+from ..weight_shapes import peek_header
 from .loaders import EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND, detect_kind
 
 KINDS = (EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND)
 SUBFOLDERS = {"editor": EDITOR_KIND, "encoder": ENCODER_KIND, "predictor": PREDICTOR_KIND}
-_cache: dict[str, tuple[tuple[int, int], str | None]] = {}
-_lock = threading.Lock()
 
 
 def _meta_state(shapes: Iterable[tuple[str, tuple[int, ...]]]) -> dict[str, torch.Tensor]:
@@ -36,53 +32,14 @@ def _meta_state(shapes: Iterable[tuple[str, tuple[int, ...]]]) -> dict[str, torc
     return {key: torch.empty(shape, device="meta") for key, shape in shapes}
 
 
-def _safetensors_kind(path: str) -> str | None:
-    from safetensors import safe_open
-
-    with safe_open(path, framework="pt", device="cpu") as handle:
-        kind = (handle.metadata() or {}).get("emo_nodes.kind")
-        if kind in KINDS:
-            return kind
-        return detect_kind(_meta_state((key, tuple(handle.get_slice(key).get_shape()))
-                                       for key in handle.keys()))  # noqa: SIM118 (not a dict)
-
-
-def _pickle_kind(path: str) -> str | None:
-    if not zipfile.is_zipfile(path):
-        return None  # a legacy pickle: its tensors cannot be skipped, so it is not read here
-    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
-        return None  # not a plain state dict: the loader says why, if it is picked
-    return detect_kind(_meta_state((key, tuple(value.shape)) for key, value in state.items()))
-
-
 def peek_kind(path: str | os.PathLike) -> str | None:
     """``"emoeditor_ip2p"``, ``"emo_encoder"``, ``"emo_predictor"``, or None when the file is none of them or cannot
     be told without reading its weights. Never raises for a damaged file (None)."""
-    path = os.fspath(path)
-    try:
-        stat = os.stat(path)
-    except OSError:
+    header = peek_header(path)
+    if header is None:
         return None
-    stamp = (stat.st_size, stat.st_mtime_ns)
-    with _lock:
-        cached = _cache.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    suffix = os.path.splitext(path)[1].lower()
-    try:
-        if suffix in SAFETENSORS_SUFFIXES:
-            kind = _safetensors_kind(path)
-        elif suffix in PICKLE_SUFFIXES:
-            kind = _pickle_kind(path)
-        else:
-            kind = None
-    except Exception:  # damaged, refused (not weights only) or unreadable: the loader reports it when picked
-        kind = None
-    with _lock:
-        _cache[path] = (stamp, kind)
-    return kind
+    kind = header.metadata.get("emo_nodes.kind")
+    return kind if kind in KINDS else detect_kind(_meta_state(header.shapes.items()))
 
 
 def listed_kind(name: str, path: str | os.PathLike | None) -> str | None:

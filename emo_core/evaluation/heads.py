@@ -8,15 +8,13 @@ with ``mmap`` so no tensor data is read), so a model folder shared with EIT file
 
 from __future__ import annotations
 
-import os
-import threading
-import zipfile
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import CheckpointError
-from ..weights import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, few, read_weights
+from ..weight_shapes import peek_header
+from ..weights import few, read_weights
 
 WEIGHT, BIAS = "classifier.0.weight", "classifier.0.bias"
 FEATURES = 512
@@ -58,46 +56,10 @@ def load_va_head(path, what: str = "V-A head") -> VAHead:
                   str(path))
 
 
-# --- cheap recognition for file lists ------------------------------------------------------------------------------
-
-_cache: dict[str, tuple[tuple[int, int], dict | None]] = {}
-_lock = threading.Lock()
-
-
-def _read_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix in SAFETENSORS_SUFFIXES:
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt", device="cpu") as handle:
-            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118 (not a dict)
-    if suffix in PICKLE_SUFFIXES and zipfile.is_zipfile(path):
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
-            return {str(k): tuple(v.shape) for k, v in state.items()}
-    return None
-
-
 def peek_shapes(path) -> dict[str, tuple[int, ...]] | None:
-    """{key: shape} of a weight file without reading its tensors, cached by size and modification time; None when
-    that cannot be told cheaply (legacy pickles, damaged files)."""
-    path = os.fspath(path)
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    stamp = (stat.st_size, stat.st_mtime_ns)
-    with _lock:
-        cached = _cache.get(path)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    try:
-        shapes = _read_shapes(path)
-    except Exception:  # damaged or refused: the loader says why when the file is picked
-        shapes = None
-    with _lock:
-        _cache[path] = (stamp, shapes)
-    return shapes
+    """{key: shape} of a weight file without reading its tensors (cached); None when that cannot be told cheaply."""
+    header = peek_header(path)
+    return None if header is None else header.shapes
 
 
 def looks_like_head(path) -> bool:

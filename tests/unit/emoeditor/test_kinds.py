@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from emo_core import weight_shapes
 from emo_core.emoeditor import kinds
 from emo_core.emoeditor.loaders import EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND
 
@@ -86,7 +87,7 @@ def test_answers_are_cached_by_size_and_modification_time(tmp_path, monkeypatch)
     path = tmp_path / "model.pt"
     torch.save(encoder_state(), path)
     assert kinds.peek_kind(path) == ENCODER_KIND
-    monkeypatch.setattr(kinds, "_pickle_kind", lambda p: pytest.fail("read again although unchanged"))
+    monkeypatch.setattr(weight_shapes, "_read_header", lambda p: pytest.fail("read again although unchanged"))
     assert kinds.peek_kind(path) == ENCODER_KIND
     monkeypatch.undo()
     torch.save(predictor_state(), path)
