@@ -40,8 +40,8 @@ TITLE_H = 30
 SLOT_H = 20
 WIDGET_H = 24
 # Extra height of widgets that web extensions draw (this plugin's web/js): node types whose inputs carry them.
-CUSTOM_WIDGET_H = {"EmoNodes_ValenceArousal": 292, "EmoNodes_EmotionGrid": 130, "EmoNodes_EmotionPath": 154,
-                   "EmoNodes_EmotionDirection": 46,
+CUSTOM_WIDGET_H = {"EmoNodes_ValenceArousal": 292, "EmoNodes_VAToEmotions": 292, "EmoNodes_EmotionGrid": 130,
+                   "EmoNodes_EmotionPath": 154, "EmoNodes_EmotionDirection": 46,
                    "EmoNodes_EmotionEdit": 46, "EmoNodes_IEILoop": 46}
 TITLE_CHAR_W = 7.2  # the title font's average advance: a long title widens the node
 # Room for what a node shows below its widgets: image previews, text previews, text areas.

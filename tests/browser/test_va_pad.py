@@ -134,6 +134,14 @@ def test_click_and_drag_set_the_widgets(app_page):
     app_page.screenshot("va_pad_after_drag")
 
 
+def test_the_emotion_distribution_node_has_the_pad_too(app_page):
+    nid = app_page.js("() => __emo.add('EmoNodes_VAToEmotions')")
+    click(app_page, nid, -2.0, -1.5)
+    inputs = app_page.js("(id) => __emo.prompt(id)", nid)
+    assert (inputs["valence"], inputs["arousal"]) == (pytest.approx(-2.0, abs=0.051), pytest.approx(-1.5, abs=0.051))
+    assert set(inputs) == {"valence", "arousal", "sigma"}  # the pad adds nothing to the queued inputs
+
+
 def test_arrow_keys_nudge_the_focused_pad(app_page):
     nid = app_page.js("() => __emo.add('EmoNodes_ValenceArousal')")
     click(app_page, nid, 1.0, 1.0, shift=True)

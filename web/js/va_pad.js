@@ -43,6 +43,9 @@ const PADS = {
         drawExtras: drawGridCells,
         watch: ["columns", "rows"],
     },
+    EmoNodes_VAToEmotions: {
+        handles: [{ v: "valence", a: "arousal", label: "point" }],
+    },
     EmoNodes_EmotionPath: {
         handles: [
             { v: "valence_start", a: "arousal_start", label: "start", color: "#59c3ff" },
