@@ -70,3 +70,19 @@ def sync(device: str) -> None:
         import torch
 
         torch.cuda.synchronize()
+
+
+def timed(fn, repeats: int, warmup: int = 5, device: str = "cpu") -> list[float]:
+    """Wall times in ms after ``warmup`` untimed calls (kernels warm up over the first few calls)."""
+    import time
+
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return times

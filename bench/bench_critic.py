@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
 
-from bench import row, sync
+from bench import row, timed
 from emo_core.evaluation.clip_b32 import B32_VISION_CONFIG, ClipB32Weights, vision_tower
 from emo_core.evaluation.critic import VACritic
 from emo_core.evaluation.heads import VAHead
@@ -45,16 +44,7 @@ SDXL_UNET = dict(sample_size=128, in_channels=4, out_channels=4, layers_per_bloc
 
 
 def best_ms(fn, repeats: int, warmup: int, device: str) -> float:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return min(times)
+    return min(timed(fn, repeats, warmup, device))
 
 
 def critic_cost(device: str, repeats: int, seed: int) -> dict:

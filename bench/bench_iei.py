@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from bench import row, sync
+from bench import row, sync, timed
 from emo_core.emoeditor.encoder import EmotionEncoder
 from emo_core.emoeditor.iei import run_iei
 from emo_core.emoeditor.predictor import EmotionPredictor
@@ -48,20 +48,6 @@ SD15_UNET = dict(in_channels=8, out_channels=4, cross_attention_dim=768, attenti
                  block_out_channels=(320, 640, 1280, 1280), sample_size=64)
 SD_VAE = dict(latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
               down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
-
-
-def timed(fn, repeats: int, warmup: int = 5, device: str = "cpu") -> list[float]:
-    """Wall times in ms after ``warmup`` untimed calls (kernels warm up over the first few calls)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return times
 
 
 def random_weights(module: torch.nn.Module, seed: int) -> torch.nn.Module:
