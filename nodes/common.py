@@ -11,6 +11,7 @@ import folder_paths
 import torch
 from comfy_api.latest import io
 
+from ..emo_core.checks import finite_number
 from ..emo_core.weights import first_non_finite
 
 log = logging.getLogger("emo-nodes")
@@ -296,12 +297,7 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
     """A value that arrived through a link: finite and within [low, high], or a ValueError naming it."""
     if isinstance(value, Refused):
         raise ValueError(value.message)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: {value} is not a finite number")
+    number = finite_number(name, value)
     if (low is not None and number < low) or (high is not None and number > high):
         raise ValueError(f"{name}: {value} is outside the allowed range {low:g} to {high:g}")
     return number

@@ -34,6 +34,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
 from ..emo_core.training.ldm_parts import alphas_cumprod_from_sigmas, ldm_to_diffusers, posterior_mean_std
 from ..emo_core.training.lora import lora_state_dict
+from .emoeditor_sampling import require_ip2p
 
 SDXL_POOLED = 1280
 CHUNK = 77
@@ -41,18 +42,13 @@ CHUNK = 77
 
 def check_trainable_editor(model) -> tuple[bool, int]:
     """(is SDXL, token width) of an InstructPix2Pix epsilon MODEL, or a ValueError saying what it is instead."""
-    base = model.model
-    config = base.model_config.unet_config
-    if not isinstance(base, comfy.model_base.IP2P):
-        raise ValueError(f"model: EmoEditor trains an InstructPix2Pix MODEL (8 input channels: noisy latent + source "
-                         f"latent), e.g. from Load EmoEditor or an SD 1.5 / SDXL ip2p checkpoint; this MODEL is "
-                         f"{type(base).__name__} with {config.get('in_channels')} input channels")
+    base = require_ip2p(model, "model: EmoEditor trains")
     sampling = base.model_sampling
     sigmas = getattr(sampling, "sigmas", torch.empty(0))
     if not isinstance(sampling, comfy.model_sampling.EPS) or sigmas.numel() != 1000:
         raise ValueError("model: the EmoEditor objective trains a noise (epsilon) predictor on the 1000-step "
                          f"discrete schedule; this MODEL samples with {type(sampling).__name__}")
-    return isinstance(base, comfy.model_base.SDXL), int(config["context_dim"])
+    return isinstance(base, comfy.model_base.SDXL), int(base.model_config.unet_config["context_dim"])
 
 
 class ComfyEditorBackbone:

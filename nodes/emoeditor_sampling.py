@@ -36,17 +36,23 @@ def edit_sigmas(model, timesteps: list[int]) -> torch.Tensor:
 # --- the models --------------------------------------------------------------------------------------------------
 
 
+def require_ip2p(model, what: str = "EmoEditor needs"):
+    """The model's ComfyUI BaseModel when it is InstructPix2Pix, else a ValueError saying what it is instead."""
+    base = model.model
+    if not isinstance(base, comfy.model_base.IP2P):
+        raise ValueError(f"{what} an InstructPix2Pix MODEL (8 input channels: noisy latent + source latent), e.g. "
+                         f"from 'Load EmoEditor' or an SD 1.5 / SDXL ip2p checkpoint; this MODEL is "
+                         f"{type(base).__name__} with {base.model_config.unet_config.get('in_channels')} input "
+                         "channels")
+    return base
+
+
 def check_editor_model(model, token_width: int, has_pooled: bool) -> bool:
     """Raise a clear error unless ``model`` is an InstructPix2Pix MODEL the encoder can condition.
 
     Returns True for an SDXL InstructPix2Pix model (extension: needs pooled output and size keys)."""
-    base = model.model
-    config = base.model_config.unet_config
-    if not isinstance(base, comfy.model_base.IP2P):
-        raise ValueError(f"EmoEditor needs an InstructPix2Pix MODEL (8 input channels: noisy latent + source "
-                         f"latent), e.g. from 'Load EmoEditor'; this MODEL is {type(base).__name__} with "
-                         f"{config.get('in_channels')} input channels")
-    context = config.get("context_dim")
+    base = require_ip2p(model)
+    context = base.model_config.unet_config.get("context_dim")
     if context != token_width:
         raise ValueError(f"the emotion encoder produces tokens of width {token_width} but this model's "
                          f"cross-attention expects {context}: use the SD 1.5 editor with the published encoder "

@@ -58,6 +58,7 @@ from typing import Any
 
 import torch
 
+from ..checks import finite_number
 from .emotions import EMOTIONS, NUM_EMOTIONS, class_index, emotion_direction, same_valence
 from .ssim import critic_ssim
 from .va_emotions import direction_towards, expected_va
@@ -159,24 +160,16 @@ def check_settings(max_attempts: int | None, max_accepted: int, confidence: floa
                    ssim_band: tuple[float, float]) -> None:
     """Refuse settings the loop cannot honour, naming the setting: NaN compares False with everything, so a NaN
     confidence would end the loop at once with a misleading status."""
-    def number(name: str, value) -> float:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: {value!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"{name}: {value} is not a finite number")
-        return value
-
-    if max_attempts is not None and (isinstance(max_attempts, bool) or int(number("max_attempts", max_attempts))
-                                     != max_attempts or max_attempts < 1):
+    if max_attempts is not None and (isinstance(max_attempts, bool)
+                                     or int(finite_number("max_attempts", max_attempts)) != max_attempts
+                                     or max_attempts < 1):
         raise ValueError(f"max_attempts: must be a whole number of at least 1 (or None for no cap), got "
                          f"{max_attempts}")
-    if int(number("max_accepted", max_accepted)) != max_accepted or max_accepted < 1:
+    if int(finite_number("max_accepted", max_accepted)) != max_accepted or max_accepted < 1:
         raise ValueError(f"max_accepted: must be a whole number of at least 1, got {max_accepted}")
-    if not 0.0 <= number("confidence", confidence) <= 1.0:
+    if not 0.0 <= finite_number("confidence", confidence) <= 1.0:
         raise ValueError(f"confidence: {confidence} is not a probability (0 to 1)")
-    low, high = (number(name, value) for name, value in zip(("ssim_low", "ssim_high"), ssim_band, strict=True))
+    low, high = (finite_number(name, value) for name, value in zip(("ssim_low", "ssim_high"), ssim_band, strict=True))
     if not -1.0 <= low <= high <= 1.0:
         raise ValueError(f"ssim_low/ssim_high: need -1 <= ssim_low <= ssim_high <= 1 (SSIM's range), got {low} and "
                          f"{high}")

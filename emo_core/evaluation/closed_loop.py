@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from ..checks import finite_number
 from ..emoticrafter.va import EXTRAPOLATE_LIMIT, VA_MAX, va_problem
 
 BEST_OF_K, STEER = "best_of_k", "steer"
@@ -83,12 +84,12 @@ class LoopSettings:
             raise ValueError(f"mode: '{self.mode}' is not one of {', '.join(MODES)}")
         _whole("k", self.k, 1, MAX_K)
         _whole("rounds", self.rounds, 0, MAX_ROUNDS_LIMIT)
-        if not 0.0 < _finite("gamma", self.gamma) <= 2.0:
+        if not 0.0 < finite_number("gamma", self.gamma) <= 2.0:
             raise ValueError(f"gamma: {self.gamma} must be in (0, 2]: the step is gamma times the measured error, "
                              "and beyond 2 it overshoots further than it started")
-        if _finite("tolerance", self.tolerance) < 0:
+        if finite_number("tolerance", self.tolerance) < 0:
             raise ValueError(f"tolerance: {self.tolerance} must be at least 0")
-        if self.clip_floor is not None and not 0.0 <= _finite("clip_floor", self.clip_floor) <= 100.0:
+        if self.clip_floor is not None and not 0.0 <= finite_number("clip_floor", self.clip_floor) <= 100.0:
             raise ValueError(f"clip_floor: {self.clip_floor} is not a CLIPScore (0 to 100)")
         return self
 
@@ -102,18 +103,8 @@ class LoopSettings:
         return EXTRAPOLATE_LIMIT if self.extrapolate else VA_MAX
 
 
-def _finite(name: str, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: {value} is not a finite number")
-    return number
-
-
 def _whole(name: str, value, low: int, high: int) -> None:
-    if isinstance(value, bool) or _finite(name, value) != int(value) or not low <= int(value) <= high:
+    if isinstance(value, bool) or finite_number(name, value) != int(value) or not low <= int(value) <= high:
         raise ValueError(f"{name}: must be a whole number from {low} to {high}, got {value}")
 
 

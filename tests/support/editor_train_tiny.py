@@ -48,3 +48,15 @@ def save_folder(parts: dict, folder: Path) -> Path:
         parts[name].save_pretrained(folder / name)
     DDIMScheduler(**PUBLISHED_DDIM).save_pretrained(folder / "scheduler")
     return folder
+
+
+def pair_features(parts: dict, info: dict, size: int = 64):
+    """The trainer's frozen VAE/CLIP features of a synthetic pair set (editor_pairs_synth) under these models."""
+    from emo_core.training.editor_diffusers import clip_text_encoder, vae_encoder
+    from emo_core.training.editor_features import build_editor_features
+    from emo_core.training.editor_pairs import read_editor_pairs
+
+    train = read_editor_pairs(info["train_json"], info["root"])
+    val = read_editor_pairs(info["val_json"], info["root"])
+    return build_editor_features(train, vae_encoder(parts["vae"]),
+                                 clip_text_encoder(parts["tokenizer"], parts["text_encoder"]), val_set=val, size=size)

@@ -9,15 +9,13 @@ import sys
 import pytest
 import torch
 from editor_pairs_synth import write_synthetic_pairs
-from editor_train_tiny import build, save_folder
+from editor_train_tiny import build, pair_features, save_folder
 from paths import ROOT
 
 from emo_core.emoeditor.encoder import EmotionEncoder
 from emo_core.emoeditor.loaders import load_emo_encoder
 from emo_core.training.editor import EditorConfig, load_state, train_editor
-from emo_core.training.editor_diffusers import DiffusersEditorBackbone, clip_text_encoder, load_ip2p_folder, vae_encoder
-from emo_core.training.editor_features import build_editor_features
-from emo_core.training.editor_pairs import read_editor_pairs
+from emo_core.training.editor_diffusers import DiffusersEditorBackbone, load_ip2p_folder
 from emo_core.weights import read_weights
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -96,11 +94,7 @@ def test_two_process_ddp_equals_single_process(setup):
 
     torch.set_num_threads(2)
     parts = load_ip2p_folder(tmp / "ip2p")
-    train = read_editor_pairs(info["train_json"], info["root"])
-    val = read_editor_pairs(info["val_json"], info["root"])
-    features = build_editor_features(train, vae_encoder(parts["vae"]),
-                                     clip_text_encoder(parts["tokenizer"], parts["text_encoder"]), val_set=val,
-                                     size=64)
+    features = pair_features(parts, info)
     torch.manual_seed(0)  # the CLI's fresh encoder: PyTorch's default initialisation seeded by --seed (0)
     encoder = EmotionEncoder()
     single = train_editor(DiffusersEditorBackbone(parts["unet"], parts["vae"], parts["alphas"]), encoder, features,

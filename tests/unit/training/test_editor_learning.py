@@ -12,13 +12,11 @@ import copy
 
 import torch
 from editor_pairs_synth import write_synthetic_pairs
-from editor_train_tiny import build
+from editor_train_tiny import build, pair_features
 
 from emo_core.emoeditor.encoder import EmotionEncoder
 from emo_core.training.editor import EditorConfig, train_editor
-from emo_core.training.editor_diffusers import DiffusersEditorBackbone, clip_text_encoder, ddim_edit, vae_encoder
-from emo_core.training.editor_features import build_editor_features
-from emo_core.training.editor_pairs import read_editor_pairs
+from emo_core.training.editor_diffusers import DiffusersEditorBackbone, ddim_edit
 
 MARGIN = 0.7
 
@@ -36,12 +34,8 @@ def edit_error(backbone, encoder, features, directions) -> float:
 def test_training_moves_edits_towards_the_target_transform(tmp_path):
     torch.set_num_threads(2)
     info = write_synthetic_pairs(tmp_path, 32, 8, 64, seed=0)
-    train = read_editor_pairs(info["train_json"], info["root"])
-    val = read_editor_pairs(info["val_json"], info["root"])
     parts = build()
-    features = build_editor_features(train, vae_encoder(parts["vae"]),
-                                     clip_text_encoder(parts["tokenizer"], parts["text_encoder"]), val_set=val,
-                                     size=64)
+    features = pair_features(parts, info)
     torch.manual_seed(0)
     encoder = EmotionEncoder()
     backbone = DiffusersEditorBackbone(parts["unet"], parts["vae"])

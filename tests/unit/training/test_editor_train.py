@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 from editor_pairs_synth import write_synthetic_pairs
-from editor_train_tiny import build
+from editor_train_tiny import build, pair_features
 from safetensors import safe_open
 
 from emo_core.emoeditor.encoder import EmotionEncoder
@@ -14,9 +14,7 @@ from emo_core.emoeditor.kinds import peek_kind
 from emo_core.emoeditor.loaders import EDITOR_KIND, load_emo_encoder
 from emo_core.emoeditor.unet_layout import split_editor_checkpoint
 from emo_core.training.editor import EditorConfig, EditorModel, train_editor
-from emo_core.training.editor_diffusers import DiffusersEditorBackbone, clip_text_encoder, vae_encoder
-from emo_core.training.editor_features import build_editor_features
-from emo_core.training.editor_pairs import read_editor_pairs
+from emo_core.training.editor_diffusers import DiffusersEditorBackbone
 from emo_core.training.outputs import OutputExistsError
 from emo_core.weights import read_weights
 
@@ -27,12 +25,8 @@ CONFIG = {"batch_size": 10, "lr": 3e-4, "precision": "fp32", "checkpoint_every":
 def data(tmp_path_factory):
     torch.set_num_threads(2)
     info = write_synthetic_pairs(tmp_path_factory.mktemp("pairs"), 24, 6, 64, seed=3)
-    train = read_editor_pairs(info["train_json"], info["root"])
-    val = read_editor_pairs(info["val_json"], info["root"])
     parts = build()
-    features = build_editor_features(train, vae_encoder(parts["vae"]),
-                                     clip_text_encoder(parts["tokenizer"], parts["text_encoder"]), val_set=val,
-                                     size=64)
+    features = pair_features(parts, info)
     return parts, features
 
 
