@@ -5,7 +5,7 @@
 
 Goal: scoring an image costs at most 1 % of rendering it.
 
-* Critic: ``emo_core.evaluation.critic.VACritic`` with a full-size CLIP ViT-B/32 vision tower (transformers,
+* Critic: ``emo_core.critic.critic.VACritic`` with a full-size CLIP ViT-B/32 vision tower (transformers,
   random weights, fp32 as the reference) and the two heads, on one 1024x1024 image as ComfyUI hands it over:
   CLIP preprocessing (``pil``, the published pixels, and ``torch``), the forward and the heads, batch 1.
 * One SDXL image: 25 steps with CFG = 50 UNet evaluations on a 128x128 latent (25 calls at batch 2), SDXL base's
@@ -28,9 +28,9 @@ import sys
 import torch
 
 from bench import row, timed
-from emo_core.evaluation.clip_b32 import B32_VISION_CONFIG, ClipB32Weights, vision_tower
-from emo_core.evaluation.critic import VACritic
-from emo_core.evaluation.heads import VAHead
+from emo_core.critic.clip_b32 import B32_VISION_CONFIG, ClipB32Weights, vision_tower
+from emo_core.critic.critic import VACritic
+from emo_core.critic.heads import VAHead
 
 GOAL = 0.01
 STEPS, CFG_CALLS, LATENT, IMAGE = 25, 2, 128, 1024

@@ -64,10 +64,10 @@ def _case(name: str, device: torch.device, batch: int, steps: int, quick: bool) 
     from diffusers import UNet2DConditionModel
 
     from emo_core.emoeditor.encoder import EmotionEncoder
-    from emo_core.training.editor import EditorConfig, EditorTask, prepare_model
-    from emo_core.training.editor_diffusers import DiffusersEditorBackbone
-    from emo_core.training.editor_features import EditorFeatures
-    from emo_core.training.editor_precision import effective_precision
+    from emo_core.training.editor.diffusers_backbone import DiffusersEditorBackbone
+    from emo_core.training.editor.features import EditorFeatures
+    from emo_core.training.editor.precision import effective_precision
+    from emo_core.training.editor.task import EditorConfig, EditorTask, prepare_model
 
     config = EditorConfig(batch_size=batch, lora_rank=16, **CASES[name])
     messages: list[str] = []

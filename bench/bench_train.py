@@ -3,7 +3,7 @@
     python -m bench.bench_train [--batch 32] [--steps 2] [--quick] [--project] [--threads N] [--device cpu|cuda]
 
 Seeded random weights and random features are built in-process (no files). Two steps are timed in turns in the
-same process, each a full optimiser step through ``emo_core.training.eit.train_step``, the step the trainer takes
+same process, each a full optimiser step through ``emo_core.training.eit.task.train_step``, the step the trainer takes
 (forward, target (e - n)·1.5 + n, published 1/d² density loss, backward, AdamW lr 1e-3 / wd 1e-5), train mode with
 dropout 0.1 as published:
 - ``ours``: what the trainer runs: the EIT's default fast path, which with autograd uses SDPA for self- and
@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from emo_core.emoticrafter.eit import EITConfig, EmotionInjectionTransformer, init_published_weights
-from emo_core.training.config import uses_bf16
-from emo_core.training.eit import train_step
+from emo_core.training.eit.task import train_step
+from emo_core.training.settings import uses_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
 

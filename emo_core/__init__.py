@@ -4,24 +4,24 @@ Nothing in this package imports ComfyUI, so it can be used and tested from plain
 public Python API.
 """
 
+from .critic.critic import VACritic, load_va_critic  # noqa: F401
+from .emoeditor.continuous import EMOTION_VA_CENTRES, expected_va, va_to_emotions  # noqa: F401
 from .emoeditor.emotions import EMOTIONS, class_index, emotion_direction, one_hot  # noqa: F401
 from .emoeditor.encoder import EmotionEncoder  # noqa: F401
 from .emoeditor.iei import IEIResult, run_iei  # noqa: F401
 from .emoeditor.loaders import load_emo_encoder, load_emo_predictor  # noqa: F401
 from .emoeditor.predictor import EmotionPrediction, EmotionPredictor  # noqa: F401
 from .emoeditor.ssim import critic_ssim  # noqa: F401
-from .emoeditor.va_emotions import EMOTION_VA_CENTRES, expected_va, va_to_emotions  # noqa: F401
+from .emoticrafter.closed_loop import LoopSettings, run_closed_loop  # noqa: F401
 from .emoticrafter.eit import EITConfig, EmotionInjectionTransformer  # noqa: F401
 from .emoticrafter.eit_io import load_eit, save_eit  # noqa: F401
 from .errors import CheckpointError  # noqa: F401
-from .evaluation.closed_loop import LoopSettings, run_closed_loop  # noqa: F401
-from .evaluation.critic import VACritic, load_va_critic  # noqa: F401
 from .evaluation.metrics import clip_scores, va_errors  # noqa: F401
-from .training.config import TrainConfig  # noqa: F401
-from .training.editor_objective import editor_loss  # noqa: F401
-from .training.editor_pairs import fill_source_softmax, read_editor_pairs  # noqa: F401
-from .training.editor_pairs_folder import pairs_from_folder  # noqa: F401
-from .training.eit import train_eit  # noqa: F401
-from .training.feature_cache import build_feature_cache  # noqa: F401
-from .training.objective import emotion_target, va_density, weighted_loss  # noqa: F401
-from .training.pairs import read_pairs  # noqa: F401
+from .training.editor.data import fill_source_softmax, read_editor_pairs  # noqa: F401
+from .training.editor.folder import pairs_from_folder  # noqa: F401
+from .training.editor.objective import editor_loss  # noqa: F401
+from .training.eit.data import read_pairs  # noqa: F401
+from .training.eit.features import build_feature_cache  # noqa: F401
+from .training.eit.objective import emotion_target, va_density, weighted_loss  # noqa: F401
+from .training.eit.task import train_eit  # noqa: F401
+from .training.settings import TrainConfig  # noqa: F401

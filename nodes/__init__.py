@@ -2,20 +2,20 @@
 
 from comfy_api.latest import ComfyExtension, io
 
-from .common import install_prompt_hook, register_model_folders
-from .editor_data import EditorPairs
-from .editor_training import TrainEmoEditor
-from .emoeditor import EmoEditorLoader, EmotionDirection, EmotionEdit, PredictEmotion
-from .emoeditor_iei import IEILoop
-from .emoticrafter import EmotiCrafterLoader, EmotionInjection
-from .training import EmotionPairs, EncodePairs, TrainEIT
-from .va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal
-from .va_critic import PredictVA, VACriticLoader
-from .va_emotions import VAToEmotions
-from .va_loop import VAClosedLoop
+from .critic.critic import PredictVA, VACriticLoader
+from .emoeditor.continuous import VAToEmotions
+from .emoeditor.edit import EmoEditorLoader, EmotionDirection, EmotionEdit, PredictEmotion
+from .emoeditor.iei import IEILoop
+from .emoticrafter.closed_loop import VAClosedLoop
+from .emoticrafter.inject import EmotiCrafterLoader, EmotionInjection
+from .emoticrafter.va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal
+from .shared.common import install_prompt_hook, register_model_folders
+from .training.editor.data import EditorPairs
+from .training.editor.train import TrainEmoEditor
+from .training.eit.train import EmotionPairs, EncodePairs, TrainEIT
 
 register_model_folders()
-install_prompt_hook()  # queue-time checks of literal values (see nodes/common.py)
+install_prompt_hook()  # queue-time checks of literal values (see nodes/shared/common.py)
 
 NODES: list[type[io.ComfyNode]] = [
     ValenceArousal, EmotionGrid, EmotionPath, EmotionContactSheet,

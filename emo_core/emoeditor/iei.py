@@ -34,7 +34,7 @@ Documented deviations, all optional or only reachable where the official loop ne
 Extensions for continuous emotion (off by default, so the published decisions are untouched):
 
 * ``target_distribution``: the direction is target_distribution - basis instead of onehot(t) - basis (e.g. a V-A
-  point's distribution, :func:`~emo_core.emoeditor.va_emotions.va_to_emotions`; a one-hot gives the published d).
+  point's distribution, :func:`~emo_core.emoeditor.continuous.va_to_emotions`; a one-hot gives the published d).
 * ``va_goal`` (:class:`VAGoal`): the V-A acceptance rule. An attempt is accepted iff ``ssim_low < ssim < ssim_high``
   or the expected V-A of the critic's distribution lies within ``tolerance`` of the target V-A (Euclidean, on
   [-3, 3]); the loop stops at the first attempt within the tolerance (status ``"va_reached"``) or when
@@ -59,9 +59,9 @@ from typing import Any
 import torch
 
 from ..checks import finite_number
+from .continuous import direction_towards, expected_va
 from .emotions import EMOTIONS, NUM_EMOTIONS, class_index, emotion_direction, same_valence
 from .ssim import critic_ssim
-from .va_emotions import direction_towards, expected_va
 
 # Status values (why the loop ended).
 CONFIDENT = "confident"          # best target probability reached the confidence threshold

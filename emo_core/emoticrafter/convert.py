@@ -1,6 +1,6 @@
 """Convert a published EmotiCrafter ``.pth`` into emo-nodes' ``.safetensors``.
 
-    python -m emo_core.emoticrafter.convert IN.pth OUT.safetensors [--heads N]
+    python -m emo_core convert-eit IN.pth OUT.safetensors [--heads N]
 
 Strips the ``module.`` prefix, drops ``wte`` and the key/value two-thirds of every ``c_attn`` (the published forward
 never uses them), checks every remaining key and shape, and stores the sizes and head count in the metadata.
@@ -49,7 +49,7 @@ def convert(src: Path, dst: Path, heads: int | None = None) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emo_core.emoticrafter.convert",
+    parser = argparse.ArgumentParser(prog="python -m emo_core convert-eit",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("src", type=Path, help="published EmotiCrafter checkpoint (.pth), or one of ours")
     parser.add_argument("dst", type=Path, help="output .safetensors")
@@ -65,6 +65,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

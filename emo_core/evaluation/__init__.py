@@ -1,13 +1,3 @@
-"""EmotiCrafter's evaluation: the valence-arousal critic (CLIP ViT-B/32 + the released linear heads), the paper's
-metrics (V-Error, A-Error, CLIPScore) and its 5x5 protocol, the pictures of both, and the folder evaluation behind
-``python -m emo_core.evaluate``."""
-
-from .critic import VACritic, load_va_critic  # noqa: F401
-from .metrics import (  # noqa: F401
-    PROTOCOL_VALUES,
-    cell_errors,
-    clip_score_stats,
-    clip_scores,
-    protocol_points,
-    va_errors,
-)
+"""Evaluation: the paper's metrics (``metrics``: V-Error, A-Error, CLIPScore and the 5x5 protocol), the folder
+evaluation (``folder``, ``grid_run``) and its command line (``cli``: ``python -m emo_core evaluate``). The critic
+model they score with is ``emo_core.critic``."""

@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 from ..atomic_io import atomic_write, atomic_write_json
-from .critic import VACritic
+from ..critic.critic import VACritic
+from ..plots.critic import error_heatmap_image
 from .grid_run import grid_run_cells
 from .metrics import cell_errors, clip_scores, summary
-from .plots import error_heatmap_image
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)"
 NAMINGS = {"published": "|", "safe": "_"}

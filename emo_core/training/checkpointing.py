@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from ..atomic_io import atomic_path
-from .config import config_dict, config_from_dict
 from .distributed import Dist
+from .settings import config_dict, config_from_dict
 
 STATE_VERSION = 1
 

@@ -1,6 +1,6 @@
 """The generic training loop: epochs of shuffled global batches, prefetching, callbacks, validation, checkpoints.
 
-A trainer plugs its model, objective and data into the loop through a ``TrainTask`` (``emo_core.training.eit`` is
+A trainer plugs its model, objective and data into the loop through a ``TrainTask`` (``emo_core.training.eit.task`` is
 the EIT's). The loop owns everything else, the same for every trainer:
 
 - the published split (``published_split``) and per-epoch shuffling (``epoch_order``, a pure function of seed and
@@ -49,9 +49,9 @@ from .checkpointing import (
     restore_rng,
     save_state,
 )
-from .config import RESUME_FREE_FIELDS, TrainConfig, TrainResult, uses_bf16
 from .distributed import Dist, current_dist, default_device
 from .outputs import PENDING, OutputPlan, plan_outputs
+from .settings import RESUME_FREE_FIELDS, TrainConfig, TrainResult, uses_bf16
 from .task import TaskHooks, TrainTask
 
 __all__ = ["RunPlace", "TaskHooks", "TrainConfig", "TrainResult", "TrainTask", "Trainer", "epoch_order",

@@ -12,11 +12,11 @@ from PIL import Image
 from tiny_graph import TINY_SIZE, TINY_STEPS, for_tiny_models
 
 from emo_core.emoeditor.attempt_rng import attempt_seed
+from emo_core.emoeditor.continuous import EMOTION_VA_CENTRES, expected_va
 from emo_core.emoeditor.schedule import EditSettings, draw_T
-from emo_core.emoeditor.va_emotions import EMOTION_VA_CENTRES, expected_va
 
 AWE = EMOTION_VA_CENTRES[2].tolist()
-# What a batch must reproduce exactly; floats (SSIM, probabilities) only to rounding, see nodes/emoeditor_batch.py.
+# What a batch must reproduce exactly; floats (SSIM, probabilities) only to rounding, see nodes/emoeditor/batch.py.
 DISCRETE_RUN = ("status", "choice", "chosen_attempt", "attempts", "accepted_attempts", "best_target_attempts",
                 "best_same_attempts")
 DISCRETE_STEP = ("attempt", "init", "T", "first_timestep", "label", "accepted", "in_ssim_band", "label_is_target",

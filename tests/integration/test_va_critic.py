@@ -191,7 +191,7 @@ def test_metrics_workflow_runs_on_tiny_models(host):
 
 
 def test_cli_reads_a_comfyui_grid_run(host, tmp_path):
-    """python -m emo_core.evaluate's folder reader on the cells the 5x5 grid workflow saved: V-A and the neutral
+    """python -m emo_core evaluate's folder reader on the cells the 5x5 grid workflow saved: V-A and the neutral
     prompt come from the workflow in each PNG, cells in batch order; an incomplete run is refused."""
     import shutil
 

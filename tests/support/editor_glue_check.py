@@ -1,4 +1,4 @@
-"""Check the EmoEditor trainer's ComfyUI glue (nodes/editor_backbone.py) and its LoRA keys against ComfyUI itself,
+"""Check the EmoEditor trainer's ComfyUI glue (nodes/training/editor/backbone) and its LoRA keys against ComfyUI itself,
 in one process with ComfyUI imported.
 
 Usage: python editor_glue_check.py COMFYUI_DIR MODELS_DIR
@@ -75,7 +75,7 @@ def full_size_keys(lora_mod, out: dict) -> None:
 
 
 def lora_as_comfy_applies_it(plugin, lora_mod, model, label: str, out: dict) -> None:
-    glue = plugin.nodes.editor_backbone
+    glue = plugin.nodes.training.editor.backbone
     import comfy.model_management as mm
 
     mm.load_models_gpu([model], force_full_load=True)
@@ -102,7 +102,7 @@ def lora_as_comfy_applies_it(plugin, lora_mod, model, label: str, out: dict) -> 
 
 
 def predict_noise_matches_comfy(plugin, model, label: str, out: dict, size: int = 64) -> None:
-    glue = plugin.nodes.editor_backbone
+    glue = plugin.nodes.training.editor.backbone
     import comfy.model_management as mm
 
     mm.load_models_gpu([model], force_full_load=True)
@@ -133,7 +133,7 @@ def predict_noise_matches_comfy(plugin, model, label: str, out: dict, size: int 
 def vae_posterior(plugin, vae, editor_path: Path, out: dict) -> None:
     from diffusers import AutoencoderKL
 
-    encode = plugin.nodes.editor_backbone.vae_image_encoder(vae)
+    encode = plugin.nodes.training.editor.backbone.vae_image_encoder(vae)
     g = torch.Generator().manual_seed(4)
     images = torch.rand(2, 3, 64, 64, generator=g)
     mean, std = encode(images * 2 - 1)
@@ -150,7 +150,7 @@ def vae_posterior(plugin, vae, editor_path: Path, out: dict) -> None:
 
 
 def taesd_posterior(plugin, vae, out: dict) -> None:
-    encode = plugin.nodes.editor_backbone.vae_image_encoder(vae)
+    encode = plugin.nodes.training.editor.backbone.vae_image_encoder(vae)
     images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
     mean, std = encode(images * 2 - 1)
     out["taesd_mean_vs_comfy_rel"] = relative(mean, vae.encode(images.movedim(1, -1)))
@@ -176,7 +176,7 @@ def sd15_text(plugin, out: dict) -> None:
     assert not unexpected and set(missing) <= {"text_projection.weight"}, (missing, unexpected)
     clip.clip_layer(-2)  # what a graph may have set; the trainer uses the published last hidden state regardless
     prompts = ["make the sky (very) stormy", "turn it into a sunny day " * 12]
-    ours = plugin.nodes.editor_backbone.clip_text_encoder(clip, 768)(prompts)
+    ours = plugin.nodes.training.editor.backbone.clip_text_encoder(clip, 768)(prompts)
     tokenizer = CLIPTokenizer.from_pretrained(str(comfy_dir / "sd1_tokenizer"))
     ids = tokenizer(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -185,7 +185,7 @@ def sd15_text(plugin, out: dict) -> None:
 
 
 def full_outputs(plugin, model, vae, out: dict) -> None:
-    glue = plugin.nodes.editor_backbone
+    glue = plugin.nodes.training.editor.backbone
     import comfy.model_management as mm
     import comfy.utils
 
@@ -198,7 +198,7 @@ def full_outputs(plugin, model, vae, out: dict) -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "trained_editor.safetensors"
         comfy.utils.save_torch_file(state, str(path))
-        loaded, _ = plugin.nodes.emoeditor_loading.load_editor(str(path))
+        loaded, _ = plugin.nodes.emoeditor.loaders.load_editor(str(path))
     mm.load_models_gpu([loaded], force_full_load=True)
     reread = loaded.model.diffusion_model.state_dict()
     out["full_file_roundtrip_rel"] = max(relative(reread[k], trained[k]) for k in trained)
@@ -212,7 +212,7 @@ def full_outputs(plugin, model, vae, out: dict) -> None:
 def schedule(plugin, model, out: dict) -> None:
     from diffusers import DDPMScheduler
 
-    ours = plugin.nodes.editor_backbone.ComfyEditorBackbone(model, model.model.diffusion_model, (64, 64))
+    ours = plugin.nodes.training.editor.backbone.ComfyEditorBackbone(model, model.model.diffusion_model, (64, 64))
     reference = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear").alphas_cumprod
     out["alphas_cumprod_rel"] = relative(ours.alphas_cumprod(), reference.double())
 
@@ -228,14 +228,14 @@ def main() -> int:
     plugin = import_plugin()
     import comfy.sd
 
-    importlib.import_module(plugin.__name__ + ".nodes.editor_backbone")  # then reachable as plugin.nodes.*
+    importlib.import_module(plugin.__name__ + ".nodes.training.editor.backbone")  # then reachable as plugin.nodes.*
     lora_mod = importlib.import_module(plugin.__name__ + ".emo_core.training.lora")
     out: dict = {}
     tol = {}
     with torch.inference_mode(False):
         full_size_keys(lora_mod, out)
         editor_path = models / "emoeditor" / make_tiny_models.TINY_IP2P_NAME
-        sd15, sd15_vae = plugin.nodes.emoeditor_loading.load_editor(str(editor_path))
+        sd15, sd15_vae = plugin.nodes.emoeditor.loaders.load_editor(str(editor_path))
         sdxl = comfy.sd.load_diffusion_model(str(models / "checkpoints" / make_tiny_models.TINY_SDXL_IP2P_NAME))
         _, _, taesd, _ = comfy.sd.load_checkpoint_guess_config(
             str(models / "checkpoints" / make_tiny_models.TINY_SDXL_NAME), output_vae=True, output_clip=False)

@@ -52,9 +52,9 @@ def save_folder(parts: dict, folder: Path) -> Path:
 
 def pair_features(parts: dict, info: dict, size: int = 64):
     """The trainer's frozen VAE/CLIP features of a synthetic pair set (editor_pairs_synth) under these models."""
-    from emo_core.training.editor_diffusers import clip_text_encoder, vae_encoder
-    from emo_core.training.editor_features import build_editor_features
-    from emo_core.training.editor_pairs import read_editor_pairs
+    from emo_core.training.editor.data import read_editor_pairs
+    from emo_core.training.editor.diffusers_backbone import clip_text_encoder, vae_encoder
+    from emo_core.training.editor.features import build_editor_features
 
     train = read_editor_pairs(info["train_json"], info["root"])
     val = read_editor_pairs(info["val_json"], info["root"])

@@ -7,10 +7,10 @@ from paths import ROOT
 
 
 def validate_functions():
-    for path in sorted((ROOT / "nodes").glob("*.py")):
+    for path in sorted((ROOT / "nodes").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.FunctionDef) and node.name in ("validate_inputs", "VALIDATE_INPUTS"):
-                yield path.name, node
+                yield str(path.relative_to(ROOT)), node
 
 
 def test_no_validate_inputs_takes_kwargs():

@@ -1,4 +1,4 @@
-"""The IEI trace plot and the target mark of the emotion bar chart (emo_core/images.py): what each element of the
+"""The IEI trace plot and the target mark of the emotion bar chart (emo_core/plots/charts.py): what each element of the
 picture shows, read back from the pixels."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from emo_core.emoeditor.emotions import EMOTIONS
-from emo_core.images import (
+from emo_core.plots.charts import (
     BAND,
     BEST,
     PAD,

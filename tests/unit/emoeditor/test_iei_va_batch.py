@@ -8,10 +8,10 @@ import torch
 from paths import GOLDEN
 
 from emo_core.emoeditor.attempt_rng import PER_ATTEMPT, SEED_ONCE, AttemptDraws, attempt_seed
+from emo_core.emoeditor.continuous import EMOTION_VA_CENTRES, expected_va, va_to_emotions
 from emo_core.emoeditor.emotions import EMOTIONS, one_hot
 from emo_core.emoeditor.iei import CHOICE_CLOSEST_VA, MAX_ACCEPTED, VA_REACHED, VAGoal, run_iei
 from emo_core.emoeditor.schedule import EditSettings, draw_T
-from emo_core.emoeditor.va_emotions import EMOTION_VA_CENTRES, expected_va, va_to_emotions
 
 CASES = {c["id"]: c for c in json.loads((GOLDEN / "emoeditor" / "iei_traces.json").read_text())["cases"]}
 SOURCE = "source"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from emo_core.emoeditor.iei import check_settings, run_iei
-from emo_core.emoeditor.schedule import check_min_side, check_resolution, edit_size, rgb_images
+from emo_core.emoeditor.schedule import check_min_side, check_resolution, edit_size
+from emo_core.images import rgb_images
 
 
 def test_rgba_and_grey_become_rgb():

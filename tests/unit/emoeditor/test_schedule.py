@@ -10,8 +10,8 @@ from emo_core.emoeditor.schedule import (
     draw_T,
     edit_size,
     edit_timesteps,
-    resize_images,
 )
+from emo_core.images import resize_images
 
 
 def test_published_timesteps_are_leading_spacing_with_offset_one():

@@ -1,4 +1,4 @@
-"""V-A -> emotion distribution (emo_core/emoeditor/va_emotions.py): the kernel mapping, its sigma -> 0 limit, the
+"""V-A -> emotion distribution (emo_core/emoeditor/continuous.py): the kernel mapping, its sigma -> 0 limit, the
 expected V-A, and the cited centres against the spec's table."""
 
 
@@ -8,8 +8,7 @@ import torch
 from paths import SHARED
 
 import emo_core
-from emo_core.emoeditor.emotions import EMOTIONS, emotion_direction, one_hot
-from emo_core.emoeditor.va_emotions import (
+from emo_core.emoeditor.continuous import (
     EMOTION_VA_CENTRES,
     WARRINER_2013_RATINGS,
     direction_towards,
@@ -18,6 +17,7 @@ from emo_core.emoeditor.va_emotions import (
     va_distance,
     va_to_emotions,
 )
+from emo_core.emoeditor.emotions import EMOTIONS, emotion_direction, one_hot
 
 SPEC = SHARED / "spec" / "emoeditor.md"
 
@@ -37,7 +37,7 @@ def test_centres_are_the_cited_ratings_of_the_spec_table():
     assert SPEC.is_file(), f"the spec is read from {SPEC}"
     table = spec_table()
     assert sorted(table) == sorted(EMOTIONS)
-    assert "Warriner" in SPEC.read_text().split("## 11.")[1] and "Warriner" in emo_core.emoeditor.va_emotions.CITATION
+    assert "Warriner" in SPEC.read_text().split("## 11.")[1] and "Warriner" in emo_core.emoeditor.continuous.CITATION
     for i, name in enumerate(EMOTIONS):
         v19, a19, v3, a3 = table[name]
         assert WARRINER_2013_RATINGS[name] == (v19, a19), name  # the 1-9 ratings exactly as cited
@@ -129,8 +129,8 @@ def test_target_and_source_must_be_distributions():
 
 
 def test_picture_shows_the_point_the_centres_and_the_chart():
-    from emo_core.images import NEGATIVE, POSITIVE, TARGET_MARK
-    from emo_core.va_plot import MARGIN, PLANE, va_emotions_image, va_emotions_images
+    from emo_core.plots.charts import NEGATIVE, POSITIVE, TARGET_MARK
+    from emo_core.plots.plane import MARGIN, PLANE, va_emotions_image, va_emotions_images
 
     def colour(picture, rgb):
         return np.all(picture == np.array(rgb, dtype=np.uint8), axis=-1)
@@ -154,8 +154,8 @@ def test_picture_shows_the_point_the_centres_and_the_chart():
 
 
 def test_va_trace_picture_marks_each_attempt_and_the_choice():
-    from emo_core.images import BEST
-    from emo_core.va_plot import va_trace_image, va_trace_plots
+    from emo_core.plots.charts import BEST
+    from emo_core.plots.plane import va_trace_image, va_trace_plots
 
     run = {"status": "va_reached", "chosen_attempt": 1,
            "trace": [{"attempt": 0, "expected_va": [-1.0, 0.5], "accepted": False},

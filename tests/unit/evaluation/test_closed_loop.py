@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emo_core.evaluation.closed_loop import (
+from emo_core.emoticrafter.closed_loop import (
     BEST_OF_K,
     CANDIDATES,
     CLOSEST,
@@ -22,8 +22,8 @@ from emo_core.evaluation.closed_loop import (
     run_closed_loop,
     steer_step,
 )
-from emo_core.evaluation.loop_plot import closed_loop_plot, closed_loop_plot_image
-from emo_core.images import BEST, TARGET_MARK
+from emo_core.plots.charts import BEST, TARGET_MARK
+from emo_core.plots.closed_loop import closed_loop_plot, closed_loop_plot_image
 
 
 class World:

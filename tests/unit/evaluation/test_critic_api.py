@@ -17,8 +17,8 @@ from tiny_critic import (
 )
 
 import emo_core
+from emo_core.critic.preprocess import clip_pixels
 from emo_core.errors import CheckpointError
-from emo_core.evaluation.preprocess import clip_pixels
 
 TOKENIZER = ROOT / ".host" / "comfyui" / "comfy" / "sd1_tokenizer"  # ComfyUI's copy of CLIP's BPE files
 SIZES = [(224, 224), (256, 384), (333, 197), (100, 150), (512, 512), (225, 300)]
@@ -98,7 +98,7 @@ def test_clip_score_equals_the_formula(files):
 
 
 def test_tokenizer_gives_clips_ids():
-    from emo_core.evaluation.tokenizer import ClipTokenizer
+    from emo_core.critic.tokenizer import ClipTokenizer
 
     ids, mask = ClipTokenizer(TOKENIZER)([PROMPT, "a " * 100])
     assert ids[0, :8].tolist() == [49406, 320, 2913, 1629, 530, 320, 1452, 49407]  # <start> a child ... park <end>

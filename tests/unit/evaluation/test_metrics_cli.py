@@ -1,5 +1,5 @@
 """The paper's metrics against an independent numpy computation on fixed numbers, the 5x5 protocol, the file names
-of the published protocol, and ``python -m emo_core.evaluate`` over such a folder (tiny models)."""
+of the published protocol, and ``python -m emo_core evaluate`` over such a folder (tiny models)."""
 
 import json
 import subprocess
@@ -13,7 +13,7 @@ from paths import ROOT
 from PIL import Image
 from tiny_critic import random_head, save_clip, save_head, tiny_clip
 
-from emo_core.evaluate import main
+from emo_core.evaluation.cli import main
 from emo_core.evaluation.folder import cell_file_name, parse_cell_name
 from emo_core.evaluation.metrics import (
     cell_errors,
@@ -116,7 +116,8 @@ def cli_args(files, folder, *extra) -> list[str]:
 
 def run_cli(files, folder, *extra):
     """The real command line, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "emo_core.evaluate", *cli_args(files, folder, *extra)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "emo_core", "evaluate", *cli_args(files, folder, *extra)],
+                          cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
                           env={"OMP_NUM_THREADS": "2", "PATH": "/usr/bin:/bin"})
 

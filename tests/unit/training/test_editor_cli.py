@@ -1,4 +1,4 @@
-"""``python -m emo_core.training editor`` on a tiny diffusers ip2p folder: SIGKILL mid-run + resume loses at most one
+"""``python -m emo_core train-editor`` on a tiny diffusers ip2p folder: SIGKILL mid-run + resume loses at most one
 checkpoint interval and leaves no corrupt file; torchrun with 2 gloo processes equals one process."""
 
 import os
@@ -14,8 +14,8 @@ from paths import ROOT
 
 from emo_core.emoeditor.encoder import EmotionEncoder
 from emo_core.emoeditor.loaders import load_emo_encoder
-from emo_core.training.editor import EditorConfig, load_state, train_editor
-from emo_core.training.editor_diffusers import DiffusersEditorBackbone, load_ip2p_folder
+from emo_core.training.editor.diffusers_backbone import DiffusersEditorBackbone, load_ip2p_folder
+from emo_core.training.editor.task import EditorConfig, load_state, train_editor
 from emo_core.weights import read_weights
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -30,7 +30,7 @@ def setup(tmp_path_factory):
 
 
 def cli(tmp, info, out, *extra):
-    return [sys.executable, "-m", "emo_core.training", "editor", "--pairs", str(info["train_json"]),
+    return [sys.executable, "-m", "emo_core", "train-editor", "--pairs", str(info["train_json"]),
             "--val-pairs", str(info["val_json"]), "--root", str(info["root"]), "--pretrained", str(tmp / "ip2p"),
             "--out", str(out), "--size", "64", "--precision", "fp32", "--lr", "3e-4", "--log-every", "1", *extra]
 
@@ -87,7 +87,7 @@ def test_two_process_ddp_equals_single_process(setup):
     tmp, info = setup
     out = tmp / "ddp" / "editor.safetensors"
     cmd = cli(tmp, info, out, "--batch", "5", "--steps", "4", "--checkpoint-every", "0")  # uneven: 3 + 2 rows
-    cmd[1:3] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "emo_core.training"]
+    cmd[1:3] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "emo_core"]
     run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert run.stdout.count("step 4/4") == 1  # only rank 0 reports

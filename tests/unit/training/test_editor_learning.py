@@ -14,9 +14,10 @@ import torch
 from editor_pairs_synth import write_synthetic_pairs
 from editor_train_tiny import build, pair_features
 
+from emo_core.emoeditor.ddim import ddim_edit
 from emo_core.emoeditor.encoder import EmotionEncoder
-from emo_core.training.editor import EditorConfig, train_editor
-from emo_core.training.editor_diffusers import DiffusersEditorBackbone, ddim_edit
+from emo_core.training.editor.diffusers_backbone import DiffusersEditorBackbone
+from emo_core.training.editor.task import EditorConfig, train_editor
 
 MARGIN = 0.7
 

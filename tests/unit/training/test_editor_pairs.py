@@ -12,8 +12,8 @@ from make_tiny_models import make_tiny_predictor
 from PIL import Image
 
 from emo_core import EMOTIONS, fill_source_softmax, load_emo_predictor, pairs_from_folder, read_editor_pairs
-from emo_core.training import json_stream
-from emo_core.training.editor_pairs import EditorPairsError, load_images
+from emo_core.training.editor import json_stream
+from emo_core.training.editor.data import EditorPairsError, load_images
 
 VALID = "amusement, anger, awe, contentment, disgust, excitement, fear, sadness"
 SOFTMAX = [0.05, 0.05, 0.65, 0.05, 0.05, 0.05, 0.05, 0.05]

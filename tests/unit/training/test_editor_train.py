@@ -13,8 +13,8 @@ from emo_core.emoeditor.encoder import EmotionEncoder
 from emo_core.emoeditor.kinds import peek_kind
 from emo_core.emoeditor.loaders import EDITOR_KIND, load_emo_encoder
 from emo_core.emoeditor.unet_layout import split_editor_checkpoint
-from emo_core.training.editor import EditorConfig, EditorModel, train_editor
-from emo_core.training.editor_diffusers import DiffusersEditorBackbone
+from emo_core.training.editor.diffusers_backbone import DiffusersEditorBackbone
+from emo_core.training.editor.task import EditorConfig, EditorModel, train_editor
 from emo_core.training.outputs import OutputExistsError
 from emo_core.weights import read_weights
 
@@ -145,7 +145,7 @@ def test_sdxl_width_lora_trains_the_pooled_head(tmp_path):
     from diffusers import UNet2DConditionModel
     from diffusers_tiny_sdxl import tiny_unet
 
-    from emo_core.training.editor_features import EditorFeatures
+    from emo_core.training.editor.features import EditorFeatures
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config({**tiny_unet().config, "in_channels": 8})

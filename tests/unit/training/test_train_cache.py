@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from emo_core.training.feature_cache import (
+from emo_core.training.eit.data import parse_pairs
+from emo_core.training.eit.features import (
     MANIFEST,
     CacheError,
     FeatureCache,
@@ -16,7 +17,6 @@ from emo_core.training.feature_cache import (
     open_features,
     synthetic_encoder,
 )
-from emo_core.training.pairs import parse_pairs
 
 SEQ, DIM = 5, 8  # the cache is agnostic to the feature size: small here to stay fast
 

@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 
 from emo_core.emoticrafter.eit import EITConfig
 from emo_core.emoticrafter.eit_io import load_eit
-from emo_core.training.config import TrainConfig
-from emo_core.training.eit import train_eit
-from emo_core.training.feature_cache import SYNTHETIC_ENCODER_ID, find_cache
-from emo_core.training.pairs import read_pairs
+from emo_core.training.eit.data import read_pairs
+from emo_core.training.eit.features import SYNTHETIC_ENCODER_ID, find_cache
+from emo_core.training.eit.task import train_eit
+from emo_core.training.settings import TrainConfig
 
 
 def write_csv(path: Path, rows: int) -> None:
@@ -37,7 +37,7 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     write_csv(tmp_path / "pairs.csv", 44)  # 1 validation row, 43 training rows: batches 7 x 6 + 1
     out = tmp_path / "ddp.safetensors"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "emo_core.train", "--csv", str(tmp_path / "pairs.csv"), "--cache", str(tmp_path / "cache"),
+           "emo_core", "train-eit", "--csv", str(tmp_path / "pairs.csv"), "--cache", str(tmp_path / "cache"),
            "--out", str(out), "--synthetic", "--layers", "1", "--width", "32", "--heads", "2", "--batch", "7",
            "--epochs", "2", "--dropout", "0", "--density", "published", "--log-every", "100"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

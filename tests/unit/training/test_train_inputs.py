@@ -9,11 +9,11 @@ import tracemalloc
 import pytest
 import torch
 
-from emo_core.training.caches import list_caches, stale_caches
-from emo_core.training.cli import main as cli_main
-from emo_core.training.feature_cache import build_feature_cache, synthetic_encoder
-from emo_core.training.fingerprint import clip_fingerprint
-from emo_core.training.pairs import MAX_FIELD_CHARS, DatasetError, parse_pairs, read_pairs
+from emo_core.commands import main as commands_main
+from emo_core.training.eit.caches import list_caches, stale_caches
+from emo_core.training.eit.data import MAX_FIELD_CHARS, DatasetError, parse_pairs, read_pairs
+from emo_core.training.eit.features import build_feature_cache, synthetic_encoder
+from emo_core.training.eit.fingerprint import clip_fingerprint
 
 HEADER = "Id,Arousal,Valence,Tag,Dataset,Neutral_Prompt,Emotional_Prompt\n"
 
@@ -191,9 +191,9 @@ def test_caches_are_listed_and_only_stale_ones_removed(tmp_path, capsys):
     assert stale_caches(infos, older_than_days=7) == []
     assert stale_caches(infos, keep=[old.folder]) == []
 
-    assert cli_main(["caches", str(root)]) == 0
+    assert commands_main(["caches", str(root)]) == 0
     listing = capsys.readouterr().out
     assert "3 cache(s), 1 stale" in listing and old.folder.name in listing
-    assert cli_main(["caches", str(root), "--remove-stale"]) == 0
+    assert commands_main(["caches", str(root), "--remove-stale"]) == 0
     assert not old.folder.exists() and new.folder.is_dir() and alone.folder.is_dir()
     build_feature_cache(root, pairs, synthetic_encoder(8, 16), "encoder-new")  # still complete: reused

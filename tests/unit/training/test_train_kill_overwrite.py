@@ -10,7 +10,7 @@ from paths import ROOT
 from test_train_kill_resume import EPOCHS, assert_every_file_loads, cli, write_csv
 
 from emo_core.emoticrafter.eit_io import load_eit
-from emo_core.training.eit import load_state
+from emo_core.training.eit.task import load_state
 
 
 def hashes(*folders) -> dict:

@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from emo_core.emoticrafter.eit_io import load_eit
-from emo_core.training.eit import load_state
+from emo_core.training.eit.task import load_state
 
 EPOCHS = 3
 
@@ -25,7 +25,8 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def cli(tmp: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "emo_core.train", "--csv", str(tmp / "pairs.csv"), "--cache", str(tmp / "cache"),
+    return [sys.executable, "-m", "emo_core", "train-eit", "--csv", str(tmp / "pairs.csv"),
+            "--cache", str(tmp / "cache"),
             "--out", str(tmp / "out" / "eit.safetensors"), "--synthetic", "--layers", "1", "--width", "32",
             "--heads", "2", "--batch", "4", "--epochs", str(EPOCHS), "--dropout", "0.1", "--log-every", "1",
             "--threads", "1", *extra]

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from emo_core.training.pairs import DatasetError, parse_pairs, read_pairs
+from emo_core.training.eit.data import DatasetError, parse_pairs, read_pairs
 
 HEADER = "Id,Arousal,Valence,Tag,Dataset,Neutral_Prompt,Emotional_Prompt\n"
 GOOD = (

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from emo_core.emoticrafter.eit_io import load_eit
-from emo_core.training.objective import (
+from emo_core.training.eit.objective import (
     emotion_target,
     gaussian_kde,
     row_factors,
