@@ -1,25 +1,26 @@
 """Cheap recognition for file lists: a weight file's {key: shape} and metadata without reading its tensors.
 
 A model folder is listed on every refresh of the UI, so each file is read once (the safetensors header, or a zip
-pickle opened with ``mmap`` so no tensor data is loaded) and cached by size and modification time.
+pickle opened with ``mmap`` so no tensor data is loaded) and cached by size and modification time. Anything dropped
+into a model folder may be hostile: the safetensors header is parsed here in Python with every size checked against
+the file (the library's own reader can panic past ``except Exception`` on absurd shapes), and a zip pickle's
+directory is checked before torch opens it, so a small file cannot inflate to gigabytes (``check_zip_pickle``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zipfile
-from dataclasses import dataclass, field
 
 import torch
 
+from .file_checks import Header, check_zip_pickle, safetensors_header
 from .weights import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES
 
+log = logging.getLogger("emo_nodes")
 
-@dataclass(frozen=True)
-class Header:
-    shapes: dict[str, tuple[int, ...]]
-    metadata: dict[str, str] = field(default_factory=dict)  # safetensors only
 
 
 _cache: dict[str, tuple[tuple[int, int], Header | None]] = {}
@@ -29,12 +30,9 @@ _lock = threading.Lock()
 def _read_header(path: str) -> Header | None:
     suffix = os.path.splitext(path)[1].lower()
     if suffix in SAFETENSORS_SUFFIXES:
-        from safetensors import safe_open
-
-        with safe_open(path, framework="pt", device="cpu") as handle:
-            return Header({k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()},  # noqa: SIM118
-                          dict(handle.metadata() or {}))
+        return safetensors_header(path)
     if suffix in PICKLE_SUFFIXES and zipfile.is_zipfile(path):  # a legacy pickle's tensors cannot be skipped
+        check_zip_pickle(path)
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
             return Header({str(k): tuple(v.shape) for k, v in state.items()})
@@ -49,6 +47,8 @@ def peek_header(path: str | os.PathLike) -> Header | None:
         stat = os.stat(path)
     except OSError:
         return None
+    if not os.path.isfile(path):  # a FIFO or device would block the reader
+        return None
     stamp = (stat.st_size, stat.st_mtime_ns)
     with _lock:
         cached = _cache.get(path)
@@ -56,7 +56,8 @@ def peek_header(path: str | os.PathLike) -> Header | None:
         return cached[1]
     try:
         header = _read_header(path)
-    except Exception:
+    except Exception as exc:  # listed as unknown; said once per file version (the cache holds the None)
+        log.warning("emo-nodes: %s is listed as an unknown file: %s", os.path.basename(path), exc)
         header = None
     with _lock:
         _cache[path] = (stamp, header)

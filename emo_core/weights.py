@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 from .errors import CheckpointError
+from .file_checks import check_zip_pickle, safetensors_header
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
 def read_weights(path: str | os.PathLike, unwrap: str | None = None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of a weight file, on the CPU; metadata is empty for pickles.
@@ -24,7 +24,8 @@ def read_weights(path: str | os.PathLike, unwrap: str | None = None
     ``unwrap``: a key under which a training checkpoint may nest the weights (``{"state_dict": {...}, ...}``)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path} (no such file)")
+        why = "not a regular file" if path.exists() else "no such file"
+        raise CheckpointError(f"checkpoint file not found: {path} ({why})")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         return _read_safetensors(path)
@@ -63,6 +64,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     from safetensors import safe_open
 
     try:
+        safetensors_header(str(path))  # checked in Python first: the library can panic on absurd headers
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: cannot read: not a valid safetensors file ({exc})") from None
+    try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
@@ -73,6 +78,11 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def _read_pickle(path: Path):
+    try:
+        if zipfile.is_zipfile(path):
+            check_zip_pickle(path)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"{path}: refused to load: {exc}") from None
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
