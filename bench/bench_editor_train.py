@@ -27,7 +27,6 @@ import json
 import os
 import statistics
 import time
-from types import SimpleNamespace
 
 import torch
 
@@ -68,6 +67,7 @@ def _case(name: str, device: torch.device, batch: int, steps: int, quick: bool) 
     from emo_core.training.editor.features import EditorFeatures
     from emo_core.training.editor.precision import effective_precision
     from emo_core.training.editor.task import EditorConfig, EditorTask, prepare_model
+    from emo_core.training.task import StepContext
 
     config = EditorConfig(batch_size=batch, lora_rank=16, **CASES[name])
     messages: list[str] = []
@@ -82,16 +82,14 @@ def _case(name: str, device: torch.device, batch: int, steps: int, quick: bool) 
                               torch.randn(batch, 8, generator=g))
     task = EditorTask(model, features, config, precision)
     task.prepare(features, device, messages.append)
-    task.trainer = SimpleNamespace(global_step=0)
-    optimizer = task.make_optimizer(model)
+    optimizer = task.make_optimizer(model, config)
     rows = torch.arange(batch)
     times = []
     warmup = 0 if quick else 1
     for step in range(steps + warmup):
-        task.trainer.global_step = step
         sync(str(device))
         started = time.perf_counter()
-        loss, _, _ = task.batch_loss(model, features.fetch(rows), rows, batch, False)
+        loss, _, _ = task.batch_loss(model, features.fetch(rows), rows, batch, False, StepContext(0, step, step))
         task.optimizer_step(loss, optimizer, 1.0)
         sync(str(device))
         if step >= warmup:

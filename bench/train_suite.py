@@ -12,7 +12,7 @@ import torch
 from bench import row
 from bench.bench_train import projection_hours, time_interleaved
 from emo_core.emoticrafter.eit import EITConfig
-from emo_core.training.loop import uses_bf16
+from emo_core.training.settings import uses_bf16
 
 
 def plan(device: str, quick: bool) -> tuple[EITConfig, int, int, int]:

@@ -23,5 +23,4 @@ from .training.editor.objective import editor_loss  # noqa: F401
 from .training.eit.data import read_pairs  # noqa: F401
 from .training.eit.features import build_feature_cache  # noqa: F401
 from .training.eit.objective import emotion_target, va_density, weighted_loss  # noqa: F401
-from .training.eit.task import train_eit  # noqa: F401
-from .training.settings import TrainConfig  # noqa: F401
+from .training.eit.task import TrainConfig, train_eit  # noqa: F401

@@ -37,4 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    return importlib.import_module(COMMANDS[name][0]).main(rest)
+    try:
+        return importlib.import_module(COMMANDS[name][0]).main(rest)
+    except KeyboardInterrupt:  # a second Ctrl-C: the trainers' first one already asked for a clean stop
+        print(f"{name}: interrupted; files written so far are kept (a trainer resumes from its last state)",
+              file=sys.stderr)
+        return 130

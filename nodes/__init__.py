@@ -9,13 +9,14 @@ from .emoeditor.iei import IEILoop
 from .emoticrafter.closed_loop import VAClosedLoop
 from .emoticrafter.inject import EmotiCrafterLoader, EmotionInjection
 from .emoticrafter.va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal
-from .shared.common import install_prompt_hook, register_model_folders
+from .shared.models import register_model_folders
+from .shared.prompt_hook import install_prompt_hook
 from .training.editor.data import EditorPairs
 from .training.editor.train import TrainEmoEditor
 from .training.eit.train import EmotionPairs, EncodePairs, TrainEIT
 
 register_model_folders()
-install_prompt_hook()  # queue-time checks of literal values (see nodes/shared/common.py)
+install_prompt_hook()  # queue-time checks of literal values (see nodes/shared/validation.py)
 
 NODES: list[type[io.ComfyNode]] = [
     ValenceArousal, EmotionGrid, EmotionPath, EmotionContactSheet,

@@ -3,7 +3,9 @@
 The user's file is the usual ``openai/clip-vit-base-patch32`` download: one ``model.safetensors`` or
 ``pytorch_model.bin`` with ``vision_model.*``, ``visual_projection.weight``, ``text_model.*``,
 ``text_projection.weight`` and ``logit_scale`` (a vision-only ``CLIPVisionModelWithProjection`` file works too; it
-has no text tower, so no CLIPScore).
+has no text tower, so no CLIPScore). The Hugging Face folder as downloaded (``config.json`` beside
+``model.safetensors`` and/or ``pytorch_model.bin``) is accepted too: ``clip_file`` picks the weights file in it (the
+config is not needed: the shapes tell the size).
 
 "B/32" is checked by what the V-A heads depend on: 32-pixel patches at 224 px (50 positions) and a 512-d projection.
 Width and depth are read from the keys (heads = width / 64, CLIP's rule), so test models in the same layout load.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -38,6 +41,7 @@ B32_TEXT_CONFIG = {
     "model_type": "clip_text_model", "num_attention_heads": 8, "num_hidden_layers": 12, "projection_dim": PROJECTION,
     "vocab_size": VOCAB, "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": 1,
 }
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a Hugging Face CLIP folder's weights, in preference order
 OPEN_CLIP_HINT = ("it is in the OpenAI / open_clip layout (visual.*); use the Hugging Face files of "
                   "openai/clip-vit-base-patch32 (model.safetensors or pytorch_model.bin)")
 
@@ -123,8 +127,29 @@ def split_clip(state: dict[str, torch.Tensor], source: str) -> ClipB32Weights:
     return weights
 
 
+def clip_file(path) -> Path:
+    """The weights file of a CLIP given as a file (returned as is) or as a Hugging Face folder: its
+    ``model.safetensors``, else its ``pytorch_model.bin``; a CheckpointError naming the folder when it has neither."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in WEIGHT_FILES:
+        if (path / name).is_file():
+            return path / name
+    try:
+        held = sorted(repr(p.name) if not p.name.isprintable() else p.name for p in path.iterdir())
+    except OSError as exc:
+        held = [f"(cannot list it: {exc.strerror})"]
+    sharded = " (sharded checkpoints are not supported)" if any(".index.json" in n for n in held) else ""
+    raise CheckpointError(f"{path}: a folder without a CLIP weights file: expected {' or '.join(WEIGHT_FILES)} "
+                          f"(the Hugging Face download of openai/clip-vit-base-patch32){sharded}; it holds "
+                          f"{few(held, 6) or 'nothing'}")
+
+
 def read_clip_b32(path) -> ClipB32Weights:
-    """Read and check a CLIP ViT-B/32 file (safetensors or a weights-only pickle)."""
+    """Read and check a CLIP ViT-B/32 file (safetensors or a weights-only pickle), or the weights file of a Hugging
+    Face CLIP folder (``clip_file``); the weights' source is the file read."""
+    path = clip_file(path)
     state, _ = read_weights(path)
     return split_clip(state, str(path))
 

@@ -15,7 +15,7 @@ import torch
 
 from ..evaluation.metrics import clip_scores
 from ..images import rgb_images
-from .clip_b32 import ClipB32Weights, read_clip_b32, text_tower, vision_tower
+from .clip_b32 import ClipB32Weights, clip_file, read_clip_b32, text_tower, vision_tower
 from .heads import VAHead, load_va_head
 from .preprocess import RESIZE_METHODS, clip_pixels
 from .tokenizer import ClipTokenizer, tokenizer_folder
@@ -118,11 +118,12 @@ class TransformersClip:
 def load_va_critic(clip_path: str | os.PathLike, valence_head: str | os.PathLike, arousal_head: str | os.PathLike,
                    device: str | torch.device | None = None, tokenizer: str | os.PathLike | None = None,
                    resize: str = "pil") -> VACritic:
-    """The V-A critic from a Hugging Face CLIP ViT-B/32 file and the two released heads (fp32).
+    """The V-A critic from a Hugging Face CLIP ViT-B/32 file or folder and the two released heads (fp32).
 
     device: where CLIP runs (default CPU). tokenizer: a folder with CLIP's vocab.json and merges.txt, for CLIPScore
     (default: the CLIP file's own folder when it holds them). resize: "pil" (published pixels) or "torch"."""
     valence, arousal = load_va_head(valence_head, "valence head"), load_va_head(arousal_head, "arousal head")
+    clip_path = clip_file(clip_path)  # a Hugging Face folder: its weights file, beside which the tokenizer lies
     weights = read_clip_b32(clip_path)
     folder = tokenizer_folder(clip_path, tokenizer) if weights.has_text else None
     clip = TransformersClip(weights, torch.device(device or "cpu"), ClipTokenizer(folder) if folder else None)

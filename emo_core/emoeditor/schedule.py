@@ -2,7 +2,8 @@
 
 The published edit (ip2p.py, classifier-free guidance removed) draws T ~ U{700..980} per edit, replaces the
 scheduler's train-step count by T, and DDIM picks n timesteps t_k = k·floor(T/n) + 1, k = n-1..0 (the init latent is
-noised at t_(n-1)). Images are squashed to 224x224 (Resize((224, 224))); keeping the aspect is an extension.
+noised at t_(n-1); the sampler arithmetic over them is in sampling.py). Images are squashed to 224x224
+(Resize((224, 224))); keeping the aspect is an extension.
 """
 
 from __future__ import annotations

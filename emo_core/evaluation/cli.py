@@ -2,15 +2,23 @@
 a folder of images named ``V-A (v,a) | prompt.png`` (or ``V-A (v,a) _ prompt.png``), as the 5x5 protocol writes
 them, or of the cells of one ComfyUI grid run (told by the workflow in each PNG). Prints the paper's table
 (mean ± std V-Error, A-Error, CLIPScore) and writes ``emotion_metrics.json`` and ``emotion_metrics.png`` (error per
-V-A cell) next to the images. See emo_core.evaluation.folder."""
+V-A cell) next to the images. See emo_core.evaluation.folder.
+
+Every problem with the inputs is one line on stderr and exit status 2 (``--device``, ``--name``, the model files,
+the folder); files in the folder that cannot be used are skipped with one ``warning:`` line each (named with
+``repr``) and listed under ``refused`` in the JSON, and the run goes on. A failing run writes nothing."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+import torch
+
 from ..critic.critic import load_va_critic
 from ..critic.preprocess import RESIZE_METHODS
+from ..training.naming import name_problem
+from ..weights import gist
 from .folder import RESULTS, evaluate_folder
 from .metrics import format_table
 
@@ -19,7 +27,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m emo_core evaluate", description=__doc__.splitlines()[0])
     p.add_argument("folder", help="folder of images named 'V-A (v,a) | prompt.png' or 'V-A (v,a) _ prompt.png', or "
                                   "the cells one ComfyUI grid run saved")
-    p.add_argument("--clip", required=True, help="CLIP ViT-B/32, Hugging Face file (openai/clip-vit-base-patch32)")
+    p.add_argument("--clip", required=True, help="CLIP ViT-B/32, Hugging Face file or folder "
+                                                 "(openai/clip-vit-base-patch32: model.safetensors or "
+                                                 "pytorch_model.bin)")
     p.add_argument("--valence-head", required=True, help="valence1_CLIP_*.pth")
     p.add_argument("--arousal-head", required=True, help="arousal1_CLIP_*.pth")
     p.add_argument("--tokenizer", help="folder with CLIP's vocab.json and merges.txt (default: the CLIP's folder; "
@@ -33,19 +43,46 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def device_problem(text: str) -> str | None:
+    """Why ``--device`` cannot run CLIP (not a torch device, absent, or holding no data), or None."""
+    try:
+        device = torch.device(text)
+        if device.type == "meta":
+            return f"--device {text!r}: meta tensors hold no data; use cpu, cuda, cuda:N or mps"
+        torch.empty(1, device=device)
+    except Exception as exc:  # torch says "no such device" with RuntimeError, AssertionError, ... by backend
+        return f"--device {text!r}: {gist(exc)}"
+    return None
+
+
+def shown(text: str) -> str:
+    """``text`` printable on any terminal: one line, undecodable bytes of paths as escapes."""
+    text = " ".join(str(text).splitlines())
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    problem = name_problem(args.name, "--name") or device_problem(args.device)
+    if problem:
+        print(f"error: {shown(problem)}", file=sys.stderr)
+        return 2
     try:
         critic = load_va_critic(args.clip, args.valence_head, args.arousal_head, device=args.device,
                                 tokenizer=args.tokenizer, resize=args.resize)
         report = evaluate_folder(args.folder, critic, clip_score=not args.no_clip_score, name=args.name,
                                  overwrite=args.overwrite)
     except (OSError, ValueError) as exc:  # CheckpointError is a ValueError: the message names the file
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shown(exc)}", file=sys.stderr)
         return 2
+    for entry in report["refused"]:
+        print(f"warning: skipped {shown(entry['file'])}: {shown(entry['reason'])}", file=sys.stderr)
     namings = ", ".join(f"{count} {naming}" for naming, count in report["namings"].items() if count)
-    print(format_table(report["summary"], label=report["folder"]))
+    print(format_table(report["summary"], label=shown(report["folder"])))
+    if report["refused"]:
+        print(f"left out of the averages: {len(report['refused'])} file(s) (unreadable, not regular files, odd names "
+              "or target V-A outside [-3, 3]; listed under 'refused' in the JSON)")
     print(f"cells: {namings}; skipped {len(report['skipped'])} other image(s)")
-    print("wrote " + " and ".join(report["written"]))
+    print("wrote " + shown(" and ".join(report["written"])))
     return 0
 

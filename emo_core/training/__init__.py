@@ -1,8 +1,15 @@
-"""Training: the pairs CSV, the prompt-feature cache, the objective and the trainers.
+"""Training: an engine that knows no training method, and one folder per trainer that plugs into it.
 
-Reusable by every trainer: ``config`` (TrainConfig, TrainResult, AMP modes), ``distributed`` (torchrun group, rank
-sharding, sums over ranks), ``checkpointing`` (resume states), ``loop`` (the generic epoch/step loop driven by a
-``TrainTask``). The EIT trainer is ``eit`` (its task and ``train_eit``); ``cli`` is its command line. The EmoEditor
-editor trainer is ``editor`` (``train_editor``; objective ``editor_objective``, features ``editor_features``, files
-``editor_io``, diffusers glue ``editor_diffusers``, command line ``editor_cli``).
+The engine, reusable by every trainer:
+``settings`` (``LoopSettings``, the loop's knobs each trainer's config extends; ``TrainResult``; AMP modes),
+``task`` (the ``TrainTask`` base class a trainer subclasses: required model/objective/file methods, hooks with
+defaults; ``StepContext``), ``loop`` (the ``Trainer``: epochs or steps of shuffled global batches, validation,
+checkpoints, callbacks), ``checkpointing`` (resume states), ``distributed`` (torchrun group, rank sharding, sums over
+ranks), ``outputs`` (never-overwrite / pending-until-complete output files), ``naming`` (output names and folders),
+``errors`` (``DatasetError``, shared by the dataset readers), ``lora`` (LoRA adapters) and ``stop_flag``.
+
+The trainers, each a folder with the same file names (``data``, ``features``, ``objective``, ``task``, ``cli``):
+``eit`` trains EmotiCrafter's Emotion Injection Transformer (``TrainConfig``, ``EITTask``, ``train_eit``);
+``editor`` trains EmoEditor's encoder and InstructPix2Pix UNet, in full or as LoRA (``EditorConfig``,
+``EditorTask``, ``train_editor``).
 """

@@ -12,7 +12,6 @@ leaves the previous state intact; temp files of such an interrupted write are re
 from __future__ import annotations
 
 import os
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -41,10 +40,10 @@ def load_state(path: str | os.PathLike, state_format: str, what: str) -> dict:
 
 
 def check_resume_config(path, state: dict, config, free_fields: tuple[str, ...]) -> None:
-    """Refuse to resume with settings that change what is optimised (every field outside ``free_fields``)."""
+    """Refuse to resume with settings that change what is optimised (every stored field outside ``free_fields``)."""
     saved, now = state["train_config"], config_dict(config)
-    differ = [f"{f.name} {saved.get(f.name)!r} -> {now[f.name]!r}" for f in fields(config)
-              if f.name not in free_fields and saved.get(f.name) != now[f.name]]
+    differ = [f"{name} {saved.get(name)!r} -> {value!r}" for name, value in now.items()
+              if name not in free_fields and saved.get(name) != value]
     if differ:
         raise ValueError(f"{path}: the resume state was trained with other settings: {'; '.join(differ)}")
 

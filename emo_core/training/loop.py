@@ -1,28 +1,27 @@
-"""The generic training loop: epochs of shuffled global batches, prefetching, callbacks, validation, checkpoints.
+"""The training engine's loop: epochs (or a number of steps) of shuffled global batches, prefetching, callbacks,
+validation, checkpoints. It knows no training method.
 
-A trainer plugs its model, objective and data into the loop through a ``TrainTask`` (``emo_core.training.eit.task`` is
-the EIT's). The loop owns everything else, the same for every trainer:
+A trainer plugs its model, objective and data into the loop through a ``TrainTask`` subclass
+(``emo_core.training.task``; the EIT's is ``emo_core.training.eit.task.EITTask``, the editor's
+``emo_core.training.editor.task.EditorTask``) and its settings, a ``LoopSettings`` subclass
+(``emo_core.training.settings``). The loop owns everything else, the same for every trainer:
 
-- the published split (``published_split``) and per-epoch shuffling (``epoch_order``, a pure function of seed and
-  epoch, so resumed and data-parallel runs draw the same batches); AdamW with ``config.lr`` / ``weight_decay``;
+- the split (``TrainTask.split``, default ``published_split``) and per-epoch shuffling (``epoch_order``, a pure
+  function of seed and epoch, so resumed and data-parallel runs draw the same batches); the optimiser
+  (``TrainTask.make_optimizer``, default AdamW with ``lr`` / ``weight_decay``) and its step (``optimizer_step``);
 - the next batch is read in a background thread while the current one trains (disk-streamed caches);
+- ``batch_loss`` gets a ``StepContext`` (epoch, step, global step), so step-dependent draws need no trainer;
 - ``on_step(epoch, step, objective)``, ``on_epoch(record)`` and ``should_stop()`` (polled after every step; every
   rank stops at the same step);
-- validation after every epoch (unweighted MSE and weighted objective, eval mode), the best model by lowest
-  unweighted validation MSE, one history record per epoch;
-- a resume state (``emo_core.training.checkpointing``) after every epoch, every ``checkpoint_every`` steps and on a
-  stop; the best model written by the task whenever it improves and once more at the end;
+- a run of ``epochs`` epochs, or of ``steps`` optimiser steps when that is set (the epoch in progress then ends
+  early, with its validation);
+- validation after every epoch (unweighted MSE and weighted objective, eval mode), one history record per epoch;
+  with ``keep_best`` (default) the model kept and written is the one with the lowest unweighted validation MSE,
+  written whenever it improves and once more at the end; otherwise the latest model, written at the end;
+- a resume state (``emo_core.training.checkpointing``) after every epoch (unless ``state_each_epoch`` is False),
+  every ``checkpoint_every`` steps, on a stop and at the end, holding ``TrainTask.model_state``;
 - data parallelism (``emo_core.training.distributed``): each rank trains on its share of the global batch and the
   loss and gradient equal the single-process ones; only rank 0 writes files.
-
-The loop reads these config fields: ``lr``, ``weight_decay``, ``batch_size``, ``epochs``, ``val_fraction``,
-``split_seed``, ``seed``, ``amp``, ``checkpoint_every``, ``eval_batch_size``; and ``steps`` when the config has it
-(a run of that many optimiser steps: the epoch in progress ends early, with its validation, when they are done).
-
-Optional task hooks (``TaskHooks`` in ``emo_core.training.task``; absent ones mean the EIT's behaviour above) let
-a trainer with a large or partly frozen model reuse the loop: its own train/validation split, optimiser, optimiser
-step (loss scaling), the part of the model held in resume states, ``keep_best = False`` (the model kept and written
-at the end is the latest one, not a copy of the best validated one) and ``state_each_epoch = False``.
 """
 
 from __future__ import annotations
@@ -51,21 +50,11 @@ from .checkpointing import (
 )
 from .distributed import Dist, current_dist, default_device
 from .outputs import PENDING, OutputPlan, plan_outputs
-from .settings import RESUME_FREE_FIELDS, TrainConfig, TrainResult, uses_bf16
-from .task import TaskHooks, TrainTask
+from .settings import RESUME_FREE_FIELDS, LoopSettings, TrainResult, uses_bf16
+from .task import StepContext, TrainTask, optimizer_step, published_split
 
-__all__ = ["RunPlace", "TaskHooks", "TrainConfig", "TrainResult", "TrainTask", "Trainer", "epoch_order",
-           "optimizer_step", "prepare_run", "published_split"]
-
-
-def published_split(n_rows: int, val_fraction: float = 0.01, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) row indices exactly as sklearn's ``train_test_split(test_size=val_fraction,
-    random_state=seed)``: ``RandomState(seed).permutation(n)``, the first ceil(fraction·n) rows are validation."""
-    n_val = math.ceil(val_fraction * n_rows)
-    if n_rows < 2 or not 0 < n_val < n_rows:
-        raise ValueError(f"cannot split {n_rows} rows with validation fraction {val_fraction}")
-    permutation = np.random.RandomState(seed).permutation(n_rows)
-    return permutation[n_val:], permutation[:n_val]
+__all__ = ["LoopSettings", "NonFiniteError", "RunPlace", "StepContext", "TrainResult", "TrainTask", "Trainer",
+           "epoch_order", "optimizer_step", "prepare_run", "published_split", "uses_bf16"]
 
 
 def epoch_order(train_rows: np.ndarray, seed: int, epoch: int) -> torch.Tensor:
@@ -74,14 +63,6 @@ def epoch_order(train_rows: np.ndarray, seed: int, epoch: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(train_rows), generator=generator)
     return torch.as_tensor(train_rows, dtype=torch.int64)[order]
-
-
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, loss_scale: float = 1.0) -> None:
-    """Backward of ``loss·loss_scale``, optimiser step, gradients cleared. ``loss_scale`` lets a data-parallel rank
-    undo DDP's gradient average (world size) or zero a placeholder row."""
-    (loss * loss_scale).backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 @dataclass
@@ -138,20 +119,17 @@ def prepare_run(config, *, state_format: str, state_name: str, device=None, out_
 class Trainer:
     """One training run of a task: its state, steps, validation and outputs."""
 
-    def __init__(self, task: TrainTask, features, config, place: RunPlace, dataset_hash: str = ""):
+    def __init__(self, task: TrainTask, features, config: LoopSettings, place: RunPlace, dataset_hash: str = ""):
         self.task, self.features, self.config = task, features, config
         self.device, self.ddp, self.say = place.device, place.ddp, place.say
         self.out_path, self.state_path = place.out_path, place.state_path
         self.plan = place.plan
         self.dataset_hash = dataset_hash
-        self.bf16 = uses_bf16(getattr(config, "amp", "off"), self.device)
+        self.bf16 = uses_bf16(config.amp, self.device)
         self.n_rows = len(features)
-        self.max_steps = getattr(config, "steps", 0)
-        self.keep_best = getattr(task, "keep_best", True)
-        self.state_each_epoch = getattr(task, "state_each_epoch", True)
-        split = getattr(task, "split", None)
-        self.train_rows, self.val_rows = split(self.n_rows) if split is not None else \
-            published_split(self.n_rows, config.val_fraction, config.split_seed)
+        self.max_steps = config.steps
+        self.keep_best, self.state_each_epoch = task.keep_best, task.state_each_epoch
+        self.train_rows, self.val_rows = task.split(self.n_rows, config)
         task.prepare(features, self.device, self.say)
         self.history: list[dict] = []
         self.best_val, self.best_epoch, self.best_state = math.inf, 0, None
@@ -171,9 +149,7 @@ class Trainer:
         model = self.task.new_model()
         self.task.initialise(model, config.seed)
         self.model = model.to(self.device).train()
-        make_optimizer = getattr(self.task, "make_optimizer", None)
-        self.optimizer = make_optimizer(self.model) if make_optimizer is not None else \
-            torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = self.task.make_optimizer(self.model, config)
         torch.manual_seed(config.seed + self.ddp.rank)  # dropout masks
         if state is not None:
             self._restore(state)
@@ -182,8 +158,7 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         if state["n_rows"] != self.n_rows or (self.dataset_hash and state["dataset_hash"] != self.dataset_hash):
             raise ValueError("the resume state was made on other data (row count or dataset hash differ)")
-        load = getattr(self.task, "load_model_state", None)
-        load(self.model, state["model"]) if load is not None else self.model.load_state_dict(state["model"])
+        self.task.load_model_state(self.model, state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.step, self.global_step = state["epoch"], state["step"], state["global_step"]
         self.history = list(state["history"])
@@ -232,8 +207,9 @@ class Trainer:
 
     def _train_step(self, rows: torch.Tensor, fetched) -> float:
         local, scale, batch = fetched
-        loss, sse, count = self.task.batch_loss(self.trainee, batch, local, rows.numel(), self.bf16)
-        getattr(self.task, "optimizer_step", optimizer_step)(loss, self.optimizer, scale * self.ddp.world)
+        at = StepContext(self.epoch, self.step, self.global_step)
+        loss, sse, count = self.task.batch_loss(self.trainee, batch, local, rows.numel(), self.bf16, at)
+        self.task.optimizer_step(loss, self.optimizer, scale * self.ddp.world)
         objective, mse = self.ddp.all_sum([loss.item() * scale, sse.item() * scale / count], self.device)
         self._check_finite(f"training loss at epoch {self.epoch + 1}, step {self.step + 1}", objective,
                            f"lr {self.config.lr:g} too high, or non-finite features?")
@@ -302,9 +278,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- outputs
     def summary(self) -> dict:
-        """What the run has reached, for the model file's metadata."""
-        return {"epochs_completed": self.epoch, "global_step": self.global_step, "best_epoch": self.best_epoch,
-                "best_val_loss": self.best_val,
+        """What the run has reached, for the model file's metadata (``best_epoch``: see ``TrainResult``)."""
+        return {"epochs_completed": self.epoch, "global_step": self.global_step, "best_epoch": self._kept_epoch(),
+                "best_step": self._best_step(), "best_val_loss": self.best_val,
                 "initial_val_loss": self.initial_val, "dataset_hash": self.dataset_hash, "n_rows": self.n_rows,
                 "n_train": len(self.train_rows), "n_val": len(self.val_rows), "history": self.history}
 
@@ -321,12 +297,18 @@ class Trainer:
                  "history": self.history, "running": dict(self.running), "rng": rng, "world_size": self.ddp.world}
         save_state(self.state_path, state)
 
+    def _kept_epoch(self) -> int | None:
+        """The epoch of the best validation when its weights are the ones kept; None when the latest are kept."""
+        return self.best_epoch if self.keep_best else None
+
+    def _best_step(self) -> int:
+        return sum(record["steps"] for record in self.history[:self.best_epoch])
+
     def _more_epochs(self) -> bool:
         return self.global_step < self.max_steps if self.max_steps else self.epoch < self.config.epochs
 
     def _model_state(self) -> dict[str, torch.Tensor]:
-        own = getattr(self.task, "model_state", None)
-        return own(self.model) if own is not None else cpu_state(self.model)
+        return self.task.model_state(self.model)
 
     def _best_model(self) -> torch.nn.Module:
         if not self.keep_best:
@@ -350,7 +332,8 @@ class Trainer:
                 self.plan.commit()
             out_path, state_path = self.plan.model, self.plan.state
         return TrainResult(model=self._best_model(), history=list(self.history), best_val_loss=self.best_val,
-                           best_epoch=self.best_epoch, initial_val_loss=self.initial_val,
+                           best_epoch=self._kept_epoch(), best_step=self._best_step(),
+                           initial_val_loss=self.initial_val,
                            epochs_completed=self.epoch, global_step=self.global_step,
                            stopped=stopped, out_path=out_path, state_path=state_path)
 

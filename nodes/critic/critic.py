@@ -31,19 +31,13 @@ from ...emo_core.critic.tokenizer import ClipTokenizer
 from ...emo_core.emoticrafter.va import VAPoints
 from ...emo_core.errors import CheckpointError
 from ...emo_core.evaluation.metrics import abs_errors, cell_errors, summary
-from ...emo_core.plots.critic import as_image, error_heatmap_image, va_pad_image
+from ...emo_core.plots.critic import error_heatmap_image, va_pad_image
+from ...emo_core.plots.style import as_image
 from ...emo_core.weights import few
-from ..shared.common import (
-    CATEGORY,
-    EMOTICRAFTER,
-    VA,
-    VA_CRITIC,
-    file_error,
-    first_error,
-    make_patcher,
-    model_path,
-)
+from ..shared.models import EMOTICRAFTER, make_patcher, model_path
 from ..shared.progress import show_text
+from ..shared.sockets import CATEGORY, VA, VA_CRITIC
+from ..shared.validation import file_error, first_error
 
 CLIP_VISION = "clip_vision"
 PATCH_KEY, PROJECTION_KEY = "vision_model.embeddings.patch_embedding.weight", "visual_projection.weight"

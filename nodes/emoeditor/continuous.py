@@ -10,7 +10,8 @@ from ...emo_core.emoeditor.continuous import CITATION, va_to_emotions
 from ...emo_core.emoeditor.emotions import EMOTIONS
 from ...emo_core.emoticrafter.va import VA_MAX, VA_MIN
 from ...emo_core.plots.plane import va_emotions_images
-from ..shared.common import CATEGORY, EMO_DISTRIBUTION, VA, check_number
+from ..shared.sockets import CATEGORY, EMO_DISTRIBUTION, VA
+from ..shared.validation import check_number
 
 
 class VAToEmotions(io.ComfyNode):

@@ -1,5 +1,5 @@
 """EmoEditor in ComfyUI: load the editor/encoder/predictor, predict emotions, build a direction and edit. The IEI
-loop is in emoeditor_iei.py, the inputs and checks the nodes share in emoeditor_inputs.py.
+loop is in iei.py, the inputs and checks the nodes share in inputs.py, the edit on ComfyUI's sampler in sampling.py.
 
 The faithful settings (EmoEditor's test.py) are the defaults; extensions are labelled in the tooltips.
 """
@@ -13,22 +13,12 @@ from ...emo_core.emoeditor.continuous import direction_towards
 from ...emo_core.emoeditor.emotions import EMOTIONS, emotion_direction
 from ...emo_core.emoeditor.loaders import EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND
 from ...emo_core.images import resize_images, rgb_images
-from ...emo_core.plots.charts import chart_batch
-from ..shared.common import (
-    CATEGORY,
-    EMO_DIRECTION,
-    EMO_DISTRIBUTION,
-    EMO_ENCODER,
-    EMO_PREDICTOR,
-    EMOEDITOR,
-    check_finite,
-    check_inputs,
-    file_error,
-    first_error,
-    model_path,
-)
+from ...emo_core.plots.bars import chart_batch
 from ..shared.editing import predict
+from ..shared.models import EMOEDITOR, model_path
 from ..shared.progress import EditProgress, show_text
+from ..shared.sockets import CATEGORY, EMO_DIRECTION, EMO_DISTRIBUTION, EMO_ENCODER, EMO_PREDICTOR
+from ..shared.validation import check_finite, check_inputs, file_error, first_error
 from .inputs import (
     DEFAULT_TARGET,
     PIL_RESIZE,

@@ -15,12 +15,12 @@ from ...emo_core.emoeditor.continuous import nearest_class, va_to_emotions
 from ...emo_core.emoeditor.emotions import EMOTIONS
 from ...emo_core.emoeditor.iei import VAGoal, check_settings, run_iei
 from ...emo_core.emoeditor.ssim import WIN_SIZE, critic_ssim
-from ...emo_core.plots.charts import iei_plots
+from ...emo_core.plots.iei import iei_plots
 from ...emo_core.plots.plane import va_trace_plots
-from ..shared.common import CATEGORY, EMO_ENCODER, EMO_PREDICTOR, check_inputs, check_number
 from ..shared.editing import predict
 from ..shared.progress import EditProgress, show_text
-from .batch import edit_attempts
+from ..shared.sockets import CATEGORY, EMO_ENCODER, EMO_PREDICTOR
+from ..shared.validation import check_inputs, check_number
 from .inputs import (
     INIT_NOTE,
     check_edit,
@@ -31,7 +31,7 @@ from .inputs import (
     source_images,
     target_input,
 )
-from .sampling import Editor, encoder_width
+from .sampling import Editor, edit_attempts, encoder_width
 
 CONFIDENCE_RULE, VA_RULE = "confidence (published)", "valence-arousal"
 MAX_BATCH = 64
@@ -199,7 +199,7 @@ def run_one(editor: Editor, predictor, original: torch.Tensor, target: str, prog
             where: str, draws: AttemptDraws | None = None, **options):
     """IEI on one source (1, H, W, 3) with ComfyUI's interrupt and progress wired in; returns emo_core's IEIResult.
     Attempt k fills edit ``first_edit + k`` of the progress bar, step by step. With ``draws`` every edit runs
-    through the batched path (emoeditor_batch), one attempt or several at a time."""
+    through the batched path (sampling.edit_attempts), one attempt or several at a time."""
     infos = {}
     cap = options["max_attempts"]
 

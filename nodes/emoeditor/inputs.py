@@ -18,7 +18,7 @@ from ...emo_core.emoeditor.schedule import (
     edit_size,
 )
 from ...emo_core.images import resize_images, rgb_images
-from ..shared.common import check_finite, check_number
+from ..shared.validation import check_finite, check_number
 
 PUBLISHED_SEED = 75863  # test.py
 DEFAULT_TARGET = "awe"  # test.py
@@ -54,7 +54,7 @@ def edit_inputs() -> list:
 
 
 def edit_rules(values: dict) -> dict[str, str]:
-    """Queue-time rules between literal edit settings (the hook in nodes/shared/common.py reports each on its input)."""
+    """Queue-time rules between literal edit settings (nodes/shared/prompt_hook.py reports each on its input)."""
     problems = {}
     t_min, t_max, steps = values.get("t_min"), values.get("t_max"), values.get("steps")
     if t_min is not None and t_max is not None and t_min > t_max:

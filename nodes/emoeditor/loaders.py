@@ -34,7 +34,7 @@ from ...emo_core.emoeditor.unet_layout import (
 )
 from ...emo_core.errors import CheckpointError
 from ...emo_core.weights import few, read_weights
-from ..shared.common import EMOEDITOR, make_patcher
+from ..shared.models import EMOEDITOR, make_patcher
 
 
 def slot_files(kind: str) -> list[str]:

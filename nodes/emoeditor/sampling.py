@@ -1,4 +1,6 @@
-"""One EmoEditor edit on ComfyUI's sampler.
+"""The EmoEditor edit on ComfyUI's sampler: the one adapter between emo_core's edit arithmetic
+(``emo_core/emoeditor/sampling.py``: why Euler over these sigmas is the published DDIM edit, the final rescale, the
+per-item schedules of a batch) and the host's models, guider and sampler.
 
 The published edit (ip2p.py, classifier-free guidance removed):
 
@@ -9,10 +11,12 @@ The published edit (ip2p.py, classifier-free guidance removed):
   model does the concat from ``concat_latent_image``); the emotion tokens are the only cross-attention context;
   one conditional UNet call per step (cfg 1).
 
-Here: Euler on an epsilon model over sigma(t_k) is DDIM with eta 0, so the sigma list sigma(t_(n-1)), ...,
-sigma(t_0), sigma(0) with ComfyUI's "euler" reproduces the DDIM trajectory. ComfyUI's latents live at the
-k-diffusion scale x / sqrt(alphas_cumprod); DDIM's final sample is at the variance-preserving scale, so the result is
-multiplied by sqrt(alphas_cumprod[0]) = 1 / sqrt(1 + sigma(0)^2) once at the end.
+Here: ``edit_sigmas`` maps the timesteps to sigmas with the model's own model_sampling, ``denoise`` runs ComfyUI's
+"euler" over them and rescales the result to DDIM's variance-preserving scale. ``edit_attempts`` runs several IEI
+attempts from one init image as one batch: ComfyUI's samplers take one schedule for the whole batch, so
+PerSampleEuler repeats KSAMPLER.sample + sample_euler (noise scaling item by item, one conditional model call per
+step through the guider) with one schedule per item; a batch of one reproduces ``Editor.edit`` bit for bit, a
+larger batch agrees to float rounding (see emo_core's module).
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ import comfy.model_management as mm
 import comfy.samplers
 import torch
 
+from ...emo_core.emoeditor.attempt_rng import AttemptDraws
+from ...emo_core.emoeditor.sampling import (
+    euler_per_item,
+    is_max_denoise,
+    per_item_sigmas,
+    timesteps_with_final,
+    vp_rescale,
+)
 from ...emo_core.emoeditor.schedule import EditInfo, EditSettings, draw_T, edit_timesteps
 from ..shared.editing import require_ip2p
 
@@ -31,7 +43,7 @@ from ..shared.editing import require_ip2p
 def edit_sigmas(model, timesteps: list[int]) -> torch.Tensor:
     """sigma(t_k) for each timestep, then sigma(0): DDIM's final step lands on alphas_cumprod[0]."""
     model_sampling = model.get_model_object("model_sampling")
-    return model_sampling.sigma(torch.tensor([*timesteps, 0], dtype=torch.float32)).float().cpu()
+    return model_sampling.sigma(timesteps_with_final(timesteps)).float().cpu()
 
 
 # --- the models --------------------------------------------------------------------------------------------------
@@ -84,13 +96,18 @@ def denoise(model, conditioning: list, init_latent: torch.Tensor, noise: torch.T
     """Noise ``init_latent`` (unscaled VAE latent) at sigmas[0] and run Euler (= DDIM, eta 0) with one conditional
     pass per step; returns the unscaled latent at DDIM's variance-preserving scale. ``callback(step, x0, x, total)``
     is called after every step (progress and previews: nodes/shared/progress.py); the console bar stays off."""
-    guider = comfy.samplers.CFGGuider(model)
-    guider.inner_set_conds({"positive": conditioning})  # no negative: cfg 1 is a single conditional pass
-    guider.set_cfg(1.0)
     sampler = comfy.samplers.ksampler("euler")
-    samples = guider.sample(noise, init_latent, sampler, sigmas, callback=callback, disable_pbar=True, seed=seed)
-    samples = samples.to(mm.intermediate_device())
-    return samples / torch.sqrt(1.0 + sigmas[-1].to(samples) ** 2)
+    samples = conditional_guider(model, conditioning).sample(noise, init_latent, sampler, sigmas, callback=callback,
+                                                             disable_pbar=True, seed=seed)
+    return vp_rescale(samples.to(mm.intermediate_device()), sigmas[-1])
+
+
+def conditional_guider(model, conditioning: list) -> comfy.samplers.CFGGuider:
+    """ComfyUI's guider for one conditional pass per step: no negative, cfg 1."""
+    guider = comfy.samplers.CFGGuider(model)
+    guider.inner_set_conds({"positive": conditioning})
+    guider.set_cfg(1.0)
+    return guider
 
 
 @dataclass
@@ -136,3 +153,44 @@ def encoder_width(encoder) -> tuple[int, bool]:
     """(token width, has pooled head) of an emotion-encoder patcher."""
     config = encoder.model.config
     return config.width, bool(config.pooled_width)
+
+
+# --- several IEI attempts as one batch ---------------------------------------------------------------------------
+
+
+class PerSampleEuler(comfy.samplers.Sampler):
+    """ComfyUI's "euler" over ``sigmas`` shaped (steps + 1, batch): one schedule per batch item."""
+
+    def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+               disable_pbar=False):
+        model_sampling = model_wrap.inner_model.model_sampling
+        sigma_max = float(model_sampling.sigma_max)
+        x = torch.cat([  # KSAMPLER.sample's noise scaling, with its max_denoise test, item by item
+            model_sampling.noise_scaling(sigmas[0, i], noise[i:i + 1], latent_image[i:i + 1],
+                                         is_max_denoise(float(sigmas[0, i]), sigma_max))
+            for i in range(noise.shape[0])])
+        options = {"model_options": extra_args["model_options"], "seed": extra_args.get("seed")}
+        x = euler_per_item(lambda latent, sigma: model_wrap(latent, sigma, **options), x, sigmas, callback)
+        return model_sampling.inverse_noise_scaling(sigmas[-1], x)
+
+
+def edit_attempts(editor: Editor, draws: AttemptDraws, init: torch.Tensor, direction: torch.Tensor,
+                  attempts: list[int], callback=None) -> list[tuple[torch.Tensor, EditInfo]]:
+    """Attempts ``attempts`` of IEI, all from ``init`` (1, H, W, 3) with the (8,) ``direction``, as one batch:
+    each with its own T and noise from ``draws``. Returns (image (1, H, W, 3), EditInfo) per attempt, in order.
+    ``callback(step, x0, x, total)`` as for a single edit."""
+    encoded = encode_direction(editor.encoder, direction)
+    init_latent = editor.vae.encode(init)  # posterior mode, once for the whole batch
+    drawn = [draws.draw(k, tuple(init_latent.shape)) for k in attempts]
+    timesteps = [edit_timesteps(T, editor.settings.steps) for T, _ in drawn]
+    sigmas = per_item_sigmas([edit_sigmas(editor.model, ts) for ts in timesteps])  # (steps + 1, batch)
+    noise = torch.cat([n for _, n in drawn])
+    size = tuple(editor.source.shape[1:3]) if editor.is_sdxl else None
+    conditioning = emotion_conditioning(encoded, editor.source_latent, size)
+    latents = conditional_guider(editor.model, conditioning).sample(
+        noise, init_latent.expand(len(attempts), *init_latent.shape[1:]), PerSampleEuler(), sigmas,
+        callback=callback, disable_pbar=True, seed=editor.seed)
+    latents = vp_rescale(latents.to(mm.intermediate_device()), sigmas[-1])
+    images = editor.vae.decode(latents).float()
+    images = images.reshape(-1, *images.shape[-3:])
+    return [(images[i:i + 1], EditInfo(T, ts)) for i, ((T, _), ts) in enumerate(zip(drawn, timesteps, strict=True))]

@@ -23,8 +23,9 @@ from ...emo_core.emoticrafter.closed_loop import (
 )
 from ...emo_core.emoticrafter.va import VAPoints
 from ...emo_core.plots.closed_loop import closed_loop_plot
-from ..shared.common import CATEGORY, EIT, VA_CRITIC, check_finite, check_inputs, check_number
 from ..shared.progress import EditProgress, show_text
+from ..shared.sockets import CATEGORY, EIT, VA_CRITIC
+from ..shared.validation import check_finite, check_inputs, check_number
 from .inject import EmotionInjection
 from .va import EXTRAPOLATE_TIP, check_va_inputs, va_input, va_rules
 

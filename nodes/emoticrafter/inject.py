@@ -8,20 +8,9 @@ from comfy_api.latest import io
 from ...emo_core.emoticrafter.eit_io import load_eit
 from ...emo_core.emoticrafter.inject import LONG_PROMPT, check_sdxl_conditioning, inject
 from ...emo_core.emoticrafter.va import VAPoints, check_count
-from ..shared.common import (
-    CATEGORY,
-    EIT,
-    EMOTICRAFTER,
-    VA,
-    check_finite,
-    check_finite_weights,
-    check_inputs,
-    check_number,
-    file_error,
-    first_error,
-    make_patcher,
-    model_path,
-)
+from ..shared.models import EMOTICRAFTER, make_patcher, model_path
+from ..shared.sockets import CATEGORY, EIT, VA
+from ..shared.validation import check_finite, check_finite_weights, check_inputs, check_number, file_error, first_error
 
 DTYPES = {"fp32 (reference)": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -3,8 +3,9 @@
 from comfy_api.latest import io
 
 from ...emo_core.emoticrafter.va import VA_MAX, VA_MIN, VAPoints, va_problem
-from ...emo_core.plots.charts import contact_sheet
-from ..shared.common import CATEGORY, VA, check_number
+from ...emo_core.plots.sheet import contact_sheet
+from ..shared.sockets import CATEGORY, VA
+from ..shared.validation import check_number
 
 # The widgets allow more than the trained range so that 'extrapolate' can reach it; validation guards the rest.
 WIDGET_LIMIT = 10.0
@@ -16,9 +17,10 @@ def va_input(name: str, default: float, tip: str) -> io.Float.Input:
 
 
 def va_rules(*names: str):
-    """literal_rules for the queue-time hook (nodes/shared/common.py): each literal V-A value outside the trained range
-    while a literal 'extrapolate' is off is refused on its own input. The schema's [-10, 10] and finiteness are
-    checked by the hook itself; a linked value (or a linked 'extrapolate') is checked when the node runs."""
+    """literal_rules for the queue-time hook (nodes/shared/prompt_hook.py): each literal V-A value outside the
+    trained range while a literal 'extrapolate' is off is refused on its own input. The schema's [-10, 10] and
+    finiteness are checked by the hook itself; a linked value (or a linked 'extrapolate') is checked when the node
+    runs."""
 
     def rules(values: dict) -> dict[str, str]:
         if "extrapolate" not in values:

@@ -1,6 +1,8 @@
-"""Step progress for EmoEditor's edits, as ComfyUI's own samplers report it (latent_preview.prepare_callback): one
-ProgressBar over every step of every edit a node may run, the host's latent previews when it has a previewer
-(--preview-method), a line of text on the node, and Cancel honoured between steps."""
+"""Host progress for every node family, as ComfyUI's own samplers report it (latent_preview.prepare_callback): one
+ProgressBar over every step of every sampling run a node may make (EmoEditor's edits and IEI attempts, the
+EmotiCrafter closed loop's renders), the host's latent previews when it has a previewer (--preview-method), a line
+of text on the node (also the critic's), and Cancel honoured between steps. Shared here so that no node family
+imports another."""
 
 from __future__ import annotations
 

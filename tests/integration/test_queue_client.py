@@ -116,3 +116,44 @@ def test_spreads_over_servers_and_requeues_the_work_of_a_server_that_goes_away(h
     assert [s for s in bad.servers if s != dead] in ([host.url], [spare.url])  # reported, not retried
     images = [pixels(job.paths[0]).tobytes() for job in jobs]
     assert len(set(images)) == len(jobs)
+
+
+@pytest.mark.parametrize("removal", ["clear", "delete"])
+def test_a_prompt_removed_from_the_queue_is_reported_vanished(host, tmp_path, removal):
+    """Another user clears the queue (or deletes our prompt) while it waits behind a long prompt: the job fails as
+    vanished within a few seconds instead of waiting forever."""
+    (blocker,) = va_jobs([(0, 0)], seed=21, steps=10000)  # runs for minutes on the tiny models unless interrupted
+    status, body = host.queue(blocker.prompt)
+    assert status == 200, body
+    (job,) = va_jobs([(1, 1)], seed=22)
+    queued: list[str] = []
+    runs: list = []
+
+    def log(line: str) -> None:
+        if "queued as" in line:
+            queued.append(line.rsplit(" ", 1)[1])
+
+    runner = threading.Thread(target=lambda: runs.append(run_all([host.url], [job], tmp_path, log=log, timeout=120,
+                                                                 idle=10, poll=2)), daemon=True)
+    runner.start()
+    try:
+        for _ in range(300):
+            if queued:
+                break
+            runner.join(0.1)
+        assert queued, "the job was never queued"
+        pending = [item[1] for item in host.get("/queue")["queue_pending"]]
+        assert queued[0] in pending, pending  # behind the blocker
+        host.request("/queue", {"clear": True} if removal == "clear" else {"delete": [queued[0]]})
+        runner.join(20)
+        assert not runner.is_alive(), "the queue client hung on a prompt removed from the queue"
+    finally:
+        host.request("/interrupt", {"prompt_id": body["prompt_id"]})
+        host.request("/queue", {"clear": True})
+        for _ in range(600):  # leave the host idle for the next test
+            state = host.get("/queue")
+            if not state["queue_running"] and not state["queue_pending"]:
+                break
+            runner.join(0.1)
+    assert runs and job.paths == [] and job.servers == [host.url]
+    assert job.error.startswith(f"{host.url}: ") and f"prompt {queued[0]} vanished from the queue" in job.error

@@ -11,7 +11,7 @@ from PIL import Image
 from tiny_graph import for_tiny_models
 
 from emo_core.emoticrafter.va import VAPoints
-from emo_core.plots.charts import contact_sheet
+from emo_core.plots.sheet import contact_sheet
 
 MORPH, I2I, I2I_CN = "emoticrafter_morph", "emoticrafter_img2img", "emoticrafter_img2img_controlnet"
 

@@ -68,7 +68,7 @@ def main() -> int:
 
     register()
     plugin = import_plugin()
-    loading, sampling = plugin.nodes.emoeditor_loading, plugin.nodes.emoeditor_sampling
+    loading, sampling = plugin.nodes.emoeditor.loaders, plugin.nodes.emoeditor.sampling
     import comfy.model_management as mm
 
     model, vae = loading.load_editor(editor_path)

@@ -26,7 +26,7 @@ from ...emoeditor.encoder import EmotionEncoder
 from ...emoeditor.loaders import load_emo_encoder
 from ...errors import CheckpointError
 from ..distributed import init_distributed_from_env
-from ..eit.data import DatasetError
+from ..errors import DatasetError
 from ..loop import NonFiniteError
 from ..outputs import OutputExistsError
 from ..stop_flag import StopFlag

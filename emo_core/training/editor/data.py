@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from ...emoeditor.emotions import EMOTIONS, NUM_EMOTIONS, one_hot
-from ..eit.data import MAX_LISTED, ON_ERROR, DatasetError
+from ..errors import MAX_LISTED, ON_ERROR, DatasetError
 from ..naming import resolved
 from .json_stream import json_array_items
 

@@ -100,18 +100,16 @@ class EditorPreview:
     uncond_pooled: torch.Tensor | None
 
 
-def preview_callback(trainer, features, config, on_preview: Callable[[EditorPreview], None]) -> Callable[[], None]:
-    """A function the loop calls after every step: every ``preview_every`` steps, on the lead process, it hands
-    the first validation pair's conditioning to ``on_preview``."""
+def preview_callback(model, features, config, row: int, device: torch.device, lead: bool,
+                     on_preview: Callable[[EditorPreview], None]) -> Callable[[int], None]:
+    """A function to call after every step with the run's global step: every ``preview_every`` steps, on the lead
+    process, it hands validation row ``row``'s conditioning by ``model`` (the ``EditorModel``) to ``on_preview``."""
 
-    def report() -> None:
-        step = trainer.global_step
-        if not config.preview_every or step % config.preview_every or not trainer.ddp.lead:
+    def report(step: int) -> None:
+        if not config.preview_every or step % config.preview_every or not lead:
             return
-        row = int(trainer.val_rows[0])
-        model = trainer.model
         with torch.no_grad():
-            direction = features.directions[row:row + 1].to(trainer.device)
+            direction = features.directions[row:row + 1].to(device)
             tokens, pooled = model.emotion(direction)
             null_tokens, null_pooled = model.emotion(torch.zeros_like(direction))
         pair = features.pairs[row] if features.pairs is not None else None

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -37,9 +37,10 @@ import torch
 from torch import nn
 
 from .. import checkpointing
-from ..loop import Trainer, optimizer_step, prepare_run, published_split
+from ..loop import Trainer, prepare_run
 from ..lora import DEFAULT_TARGETS, attach_lora, lora_parameters
-from ..settings import TrainResult, config_dict
+from ..settings import LoopSettings, TrainResult, config_dict
+from ..task import StepContext, TrainTask, optimizer_step, published_split
 from .features import EditorFeatures, row_draws
 from .objective import PUBLISHED_WEIGHT, editor_terms
 from .precision import PRECISIONS, autocast, effective_precision, grad_scaler, unet_dtype
@@ -52,8 +53,13 @@ RESUME_FREE_FIELDS = ("steps", "checkpoint_every", "preview_every", "eval_batch_
 
 
 @dataclass
-class EditorConfig:
-    """Every knob of an editor run; defaults are the released train.py's."""
+class EditorConfig(LoopSettings):
+    """Every knob of an editor run; defaults are the released train.py's. The loop fields are ``LoopSettings``'s;
+    the editor trains a number of steps with its own optimiser and precision, so it uses no ``epochs``,
+    ``weight_decay`` or ``amp``."""
+
+    settings_name = "editor training"
+    unused_fields = ("epochs", "weight_decay", "amp")
 
     mode: str = "full"  # full (published) | lora
     lora_rank: int = 16
@@ -71,23 +77,22 @@ class EditorConfig:
     preview_every: int = 0  # on_preview every N steps (0: never)
     seed: int = 0  # LoRA initialisation and every per-row draw
     val_fraction: float = 0.01  # validation rows when no separate validation set is given
-    split_seed: int = 42
-    eval_batch_size: int = 0  # validation batch (0: batch_size)
 
     def __post_init__(self):
         self.lora_targets = tuple(self.lora_targets)
-        problems = []
+        super().__post_init__()
+
+    def problems(self) -> list[str]:
+        problems = super().problems()
         if self.mode not in MODES:
             problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name, low in (("lora_rank", 1), ("batch_size", 1), ("steps", 1), ("checkpoint_every", 0),
-                          ("preview_every", 0), ("seed", 0), ("split_seed", 0), ("eval_batch_size", 0)):
+        for name, low in (("lora_rank", 1), ("steps", 1), ("preview_every", 0)):
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
                 problems.append(f"{name} must be a whole number >= {low}, got {value!r}")
-        for name, low, high in (("lr", 0.0, math.inf), ("adam_eps", 0.0, math.inf), ("lora_alpha", 0.0, math.inf),
-                                ("val_fraction", 0.0, 0.5)):
+        for name, low, high in (("adam_eps", 0.0, math.inf), ("lora_alpha", 0.0, math.inf)):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value) or not low < value <= high:
                 problems.append(f"{name} must be a finite number in ({low:g}, {high:g}], got {value!r}")
@@ -97,8 +102,7 @@ class EditorConfig:
             problems.append(f"condition_dropout must be in [0, 1), got {self.condition_dropout!r}")
         if self.mode == "lora" and not self.lora_targets:
             problems.append("lora_targets is empty (e.g. to_q, to_k, to_v, to_out.0)")
-        if problems:
-            raise ValueError("invalid editor training settings: " + "; ".join(problems))
+        return problems
 
 
 class EditorBackbone(Protocol):
@@ -154,8 +158,9 @@ class EditorModel(nn.Module):
         return eps, tokens
 
 
-class EditorTask:
-    """The editor plugged into the generic loop (see the module docstring)."""
+class EditorTask(TrainTask):
+    """The editor plugged into the generic loop (see the module docstring): its own split (a separate validation
+    set), Adam over the trained weights, a loss-scaled step, states of the trained weights only, the latest model."""
 
     state_format = STATE_FORMAT
     state_name = STATE_NAME
@@ -165,7 +170,6 @@ class EditorTask:
     def __init__(self, model: EditorModel, features: EditorFeatures, config: EditorConfig, precision: str,
                  write: Callable | None = None):
         self.model, self.features, self.config, self.precision, self.write = model, features, config, precision, write
-        self.trainer: Trainer | None = None  # set by train_editor: the draws depend on the global step
         self.device = torch.device("cpu")
         self.scaler = None
 
@@ -186,19 +190,19 @@ class EditorTask:
     def initialise(self, model: EditorModel, seed: int) -> None:
         pass  # the given weights are the starting point
 
-    def split(self, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    def split(self, n_rows: int, settings: LoopSettings) -> tuple[np.ndarray, np.ndarray]:
         val = self.features.val_rows
         if val is None:
-            return published_split(n_rows, self.config.val_fraction, self.config.split_seed)
+            return published_split(n_rows, settings.val_fraction, settings.split_seed)
         return np.setdiff1d(np.arange(n_rows), val), np.asarray(val)
 
     def trainable(self, model: nn.Module) -> list[nn.Parameter]:
         unet = lora_parameters(model.unet) if self.config.mode == "lora" else list(model.unet.parameters())
         return list(model.encoder.parameters()) + unet
 
-    def make_optimizer(self, model: EditorModel) -> torch.optim.Optimizer:
+    def make_optimizer(self, model: EditorModel, settings: EditorConfig) -> torch.optim.Optimizer:
         # fused: one kernel per step over all tensors (the encoder alone has 46M weights); same update rule
-        return torch.optim.Adam(self.trainable(model), lr=self.config.lr, betas=ADAM_BETAS, eps=self.config.adam_eps,
+        return torch.optim.Adam(self.trainable(model), lr=settings.lr, betas=ADAM_BETAS, eps=settings.adam_eps,
                                 fused=self.device.type in ("cpu", "cuda"))
 
     def optimizer_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, loss_scale: float) -> None:
@@ -244,8 +248,8 @@ class EditorTask:
         squared, misalignment = editor_terms(eps, noise, text, tokens)
         return squared, misalignment, noise[0].numel()
 
-    def batch_loss(self, model, batch, rows: torch.Tensor, global_rows: int, bf16: bool):
-        squared, misalignment, per_row = self._terms(model, batch, rows, self.trainer.global_step)
+    def batch_loss(self, model, batch, rows: torch.Tensor, global_rows: int, bf16: bool, at: StepContext):
+        squared, misalignment, per_row = self._terms(model, batch, rows, at.global_step)  # draws of this step
         count = global_rows * per_row
         objective = (squared.sum() + self.config.weight * per_row * misalignment.sum()) / count
         return objective, squared.sum().detach(), count
@@ -325,14 +329,14 @@ def train_editor(backbone: EditorBackbone, encoder: nn.Module, features: EditorF
         raise ValueError(f"{place.plan.resume_from}: the resume state was made with another model "
                          f"({state['model_config']} vs {task.model_config_dict()})")
     trainer = Trainer(task, features, config, place, features.fingerprint)
-    task.trainer = trainer
-    report = preview_callback(trainer, features, config, on_preview) if on_preview is not None else None
+    report = preview_callback(model, features, config, int(trainer.val_rows[0]), place.device, place.ddp.lead,
+                              on_preview) if on_preview is not None else None
 
     def step_done(_epoch: int, _step: int, loss: float) -> None:
         if on_step is not None:
             on_step(trainer.global_step, loss)
         if report is not None:
-            report()
+            report(trainer.global_step)
 
     say(f"editor training: mode {config.mode}, precision {precision}, {len(trainer.train_rows)} train / "
         f"{len(trainer.val_rows)} validation pairs, batch {config.batch_size}, {config.steps} steps")
@@ -345,8 +349,7 @@ def load_state(path: str | os.PathLike) -> dict:
 
 
 def editor_config_from_state(path: str | os.PathLike) -> EditorConfig:
-    saved = load_state(path)["train_config"]
-    return EditorConfig(**{f.name: saved[f.name] for f in fields(EditorConfig) if f.name in saved})
+    return checkpointing.config_from_state(load_state(path), EditorConfig)
 
 
 __all__ = ["EditorBackbone", "EditorConfig", "EditorModel", "EditorTask", "config_dict", "load_state",

@@ -23,14 +23,15 @@ import torch
 from ...atomic_io import atomic_write, atomic_write_json
 from ...emoticrafter.eit import EITConfig
 from ..distributed import default_device, init_distributed_from_env
+from ..errors import DatasetError
 from ..loop import NonFiniteError
 from ..outputs import OutputExistsError, pending
-from ..settings import AMP_MODES, TrainConfig
+from ..settings import AMP_MODES
 from ..stop_flag import StopFlag
-from .data import DatasetError, read_pairs
+from .data import read_pairs
 from .features import SYNTHETIC_ENCODER_ID, build_feature_cache, find_cache, open_features, synthetic_encoder
 from .objective import DENSITY_MODES
-from .task import load_state, train_config_from_state, train_eit
+from .task import TrainConfig, load_state, train_config_from_state, train_eit
 
 # command-line option -> TrainConfig field
 _TRAIN_OPTIONS = {"alpha": "alpha", "density": "density", "density_clip": "density_clip", "lr": "lr",

@@ -17,18 +17,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import MAX_LISTED, ON_ERROR, DatasetError  # the engine's; importable from here too
+
 COLUMNS = ("Id", "Arousal", "Valence", "Tag", "Dataset", "Neutral_Prompt", "Emotional_Prompt")
 VA_LIMIT = 3.0  # |arousal|, |valence| <= 3 on the published scale
-ON_ERROR = ("stop", "skip")
-MAX_LISTED = 20  # problems quoted in a DatasetError message
-
-
-class DatasetError(ValueError):
-    """A pairs CSV that cannot be used as asked; ``problems`` holds every (line, reason) found."""
-
-    def __init__(self, message: str, problems: list[RowProblem] | None = None):
-        super().__init__(message)
-        self.problems = list(problems or [])
 
 
 @dataclass(frozen=True)

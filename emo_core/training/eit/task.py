@@ -1,10 +1,11 @@
 """Training EmotiCrafter's Emotion Injection Transformer from cached prompt features: the EIT task of the loop.
 
-Published setup, each a ``TrainConfig`` field: target t = (e - n)·α + n with α = 1.5; squared error averaged over
-all B·77·2048 elements, weighted by the V-A density (``emo_core.training.eit.objective``: published 1/d², paper 1/d,
-normalised, off); AdamW(lr 1e-3, weight_decay 1e-5), no schedule, no clipping; batch 768; 200 epochs;
-dropout 0.1 in train mode; ``train_test_split(test_size=0.01, random_state=42)`` over rows; the best model is
-the one with the lowest *unweighted* validation MSE. The KDE is fitted on all rows (train and validation), as published.
+Published setup, each a ``TrainConfig`` field (the loop's ``LoopSettings`` plus the EIT's objective knobs): target
+t = (e - n)·α + n with α = 1.5; squared error averaged over all B·77·2048 elements, weighted by the V-A density
+(``emo_core.training.eit.objective``: published 1/d², paper 1/d, normalised, off); AdamW(lr 1e-3, weight_decay
+1e-5), no schedule, no clipping; batch 768; 200 epochs; dropout 0.1 in train mode; ``train_test_split(test_size=0.01,
+random_state=42)`` over rows; the best model is the one with the lowest *unweighted* validation MSE. The KDE is
+fitted on all rows (train and validation), as published.
 
 Checkpointing: after every epoch (and every ``checkpoint_every`` steps, and when ``should_stop()`` returns True) a
 resume state is written atomically (model, optimiser, epoch/step, RNG states, history, best weights), so a run
@@ -23,10 +24,11 @@ the model, the objective and the model file (``EITTask``). Run as ``python -m em
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -35,8 +37,17 @@ from ...emoticrafter.eit import EITConfig, EmotionInjectionTransformer, init_pub
 from .. import checkpointing
 from ..distributed import default_device, init_distributed_from_env
 from ..loop import Trainer, epoch_order, optimizer_step, prepare_run, published_split
-from ..settings import TrainConfig, TrainResult, autocast
-from .objective import emotion_target, row_factors, squared_error_sum, va_density, weighted_loss
+from ..settings import LoopSettings, TrainResult, autocast, is_real, real_problem
+from ..task import StepContext, TrainTask
+from .objective import (
+    DEFAULT_CLIP,
+    DENSITY_MODES,
+    emotion_target,
+    row_factors,
+    squared_error_sum,
+    va_density,
+    weighted_loss,
+)
 
 __all__ = ["STATE_FORMAT", "EITTask", "TrainConfig", "TrainResult", "default_device", "epoch_order",
            "init_distributed_from_env", "load_state", "published_split", "train_config_from_state", "train_eit",
@@ -45,6 +56,40 @@ __all__ = ["STATE_FORMAT", "EITTask", "TrainConfig", "TrainResult", "default_dev
 STATE_FORMAT = "emo-nodes.eit-train-state"
 STATE_NAME = "emo-nodes EIT training state"
 TRAINER_ID = "emo-nodes emo_core.train"  # the "trainer" metadata value of every model this trainer writes
+
+
+@dataclass
+class TrainConfig(LoopSettings):
+    """Every knob of the published training run, with its published value as the default."""
+
+    unused_fields = ("steps",)  # the EIT trains whole epochs
+
+    alpha: float = 1.5  # target scale of the emotional residual (README/paper; the code's default is 1.0)
+    density: str = "published"  # published (1/d²) | paper (1/d) | normalised | off
+    density_clip: tuple[float, float] = DEFAULT_CLIP  # only for "normalised"
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 768  # global batch (summed over data-parallel ranks)
+    epochs: int = 200
+    dropout: float = 0.1  # GPT-2 dropouts in train mode, as published; 0 for exactly reproducible DDP runs
+    amp: str = "auto"  # auto: bf16 autocast on CUDA GPUs that support it, fp32 elsewhere
+
+    def __post_init__(self):
+        try:
+            self.density_clip = tuple(float(x) for x in self.density_clip)
+        except (TypeError, ValueError):
+            pass  # reported by problems()
+        super().__post_init__()
+
+    def problems(self) -> list[str]:
+        found = [real_problem(self, "alpha"), real_problem(self, "dropout", 0.0, 1.0, high_open=True)]
+        if self.density not in DENSITY_MODES:
+            found.append(f"density must be one of {DENSITY_MODES}, got {self.density!r}")
+        clip = self.density_clip
+        finite = isinstance(clip, tuple) and len(clip) == 2 and all(is_real(x) and math.isfinite(x) for x in clip)
+        if not finite or not 0 < clip[0] <= clip[1]:
+            found.append(f"density_clip {clip!r} must be two finite numbers 0 < low <= high")
+        return super().problems() + [problem for problem in found if problem is not None]
 
 
 def eit_loss(model: torch.nn.Module, neutral: torch.Tensor, emotional: torch.Tensor, arousal: torch.Tensor,
@@ -73,8 +118,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, neutral
     return loss.detach(), sse
 
 
-class EITTask:
-    """The EIT plugged into the generic loop: published initialisation, density-weighted target, ``save_eit``."""
+class EITTask(TrainTask):
+    """The EIT plugged into the generic loop: published initialisation, density-weighted target, ``save_eit``; every
+    hook keeps its default (published split, AdamW, whole-model states, best model kept)."""
 
     state_format = STATE_FORMAT
     state_name = STATE_NAME
@@ -115,7 +161,7 @@ class EITTask:
     def _factor(self, rows: torch.Tensor) -> torch.Tensor | None:
         return self.factors[rows] if self.factors is not None else None
 
-    def batch_loss(self, model, batch, rows: torch.Tensor, global_rows: int, bf16: bool):
+    def batch_loss(self, model, batch, rows: torch.Tensor, global_rows: int, bf16: bool, at: StepContext):
         neutral, emotional, arousal, valence = self._inputs(batch)
         count = global_rows * neutral.shape[1] * neutral.shape[2]  # elements of the *global* batch
         loss, sse = eit_loss(model, neutral, emotional, arousal, valence, self._factor(rows),

@@ -20,8 +20,9 @@ from ....emo_core.training.editor.data import EditorPairSet, fill_source_softmax
 from ....emo_core.training.editor.folder import pairs_from_folder
 from ....emo_core.training.eit.data import file_content_hash
 from ....emo_core.training.naming import inside, resolved
-from ...shared.common import CATEGORY, EMO_PREDICTOR, first_error
 from ...shared.editing import predict
+from ...shared.sockets import CATEGORY, EMO_PREDICTOR
+from ...shared.validation import first_error
 
 log = logging.getLogger("emo-nodes")
 EDIT_PAIRS = io.Custom("EMO_EDIT_PAIRS")  # emo_core.training.editor.data.EditorPairSet

@@ -32,8 +32,10 @@ from ....emo_core.training.loop import published_split
 from ....emo_core.training.lora import DEFAULT_TARGETS
 from ....emo_core.training.naming import output_file
 from ....emo_core.training.outputs import plan_outputs
-from ...shared.common import CATEGORY, EMO_ENCODER, EMOEDITOR, check_inputs, make_patcher
+from ...shared.models import EMOEDITOR, make_patcher
 from ...shared.outputs import name_rules, work_dir
+from ...shared.sockets import CATEGORY, EMO_ENCODER
+from ...shared.validation import check_inputs
 from .backbone import (
     SDXL_POOLED,
     ComfyEditorBackbone,
@@ -251,7 +253,7 @@ class Run:
         self.latents: list[torch.Tensor] = []
 
     def on_step(self, step: int, loss: float) -> None:
-        self.history.append({"epoch": step, "train_mse": loss})
+        self.history.append({"step": step, "train_mse": loss})
         preview = None
         if step == 1 or step % max(1, self.config.steps // 50) == 0 or step == self.config.steps:
             preview = ("JPEG", Image.fromarray(self.curve()), 512)
@@ -259,7 +261,7 @@ class Run:
         self.bar.update_absolute(step, self.config.steps, preview)
 
     def curve(self) -> np.ndarray:
-        return loss_curve_image(self.history, title="EmoEditor training loss", x_label="step")
+        return loss_curve_image(self.history, title="EmoEditor training loss", x_label="step", x_key="step")
 
     def on_preview(self, preview) -> None:
         """The trainer's preview (``editor_io.EditorPreview``) of the fixed validation pair."""

@@ -25,13 +25,14 @@ from ....emo_core.training.eit.data import ON_ERROR, file_content_hash, read_pai
 from ....emo_core.training.eit.features import build_feature_cache, open_features
 from ....emo_core.training.eit.fingerprint import clip_fingerprint
 from ....emo_core.training.eit.objective import DENSITY_MODES
-from ....emo_core.training.eit.task import train_eit
+from ....emo_core.training.eit.task import TrainConfig, train_eit
 from ....emo_core.training.loop import published_split
 from ....emo_core.training.naming import inside, output_file, resolved
 from ....emo_core.training.outputs import plan_outputs
-from ....emo_core.training.settings import TrainConfig
-from ...shared.common import CATEGORY, EIT, EMOTICRAFTER, combo_error, first_error, make_patcher
+from ...shared.models import EMOTICRAFTER, make_patcher
 from ...shared.outputs import name_rules, work_dir
+from ...shared.sockets import CATEGORY, EIT
+from ...shared.validation import combo_error, first_error
 
 log = logging.getLogger("emo-nodes")
 PAIRS = io.Custom("EMO_PAIRS")  # emo_core.training.eit.data.PairsData
@@ -232,7 +233,7 @@ class TrainEIT(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, density=None) -> bool | str:
         """Names the combo only, so its error shows once: every number keeps the host's range check, and the
-        queue-time hook (nodes/shared/common.py) adds NaN/inf, steps and the file name (name_rules)."""
+        queue-time hook (nodes/shared/prompt_hook.py) adds NaN/inf, steps and the file name (name_rules)."""
         return first_error(combo_error("density", density, DENSITY_MODES))
 
     @classmethod

@@ -1,23 +1,15 @@
-"""The IEI trace plot and the target mark of the emotion bar chart (emo_core/plots/charts.py): what each element of the
-picture shows, read back from the pixels."""
+"""The IEI trace plot (emo_core/plots/iei.py) and the target mark of the emotion bar chart (emo_core/plots/bars.py):
+what each element of the picture shows, read back from the pixels."""
 
 import numpy as np
 import pytest
 import torch
 
 from emo_core.emoeditor.emotions import EMOTIONS
-from emo_core.plots.charts import (
-    BAND,
-    BEST,
-    PAD,
-    ROW,
-    SERIES,
-    TARGET_MARK,
-    chart_batch,
-    draw_chart,
-    iei_plot_image,
-    iei_plots,
-)
+from emo_core.plots.bars import PAD, ROW, chart_batch, draw_chart
+from emo_core.plots.charts import SERIES
+from emo_core.plots.iei import iei_plot_image, iei_plots
+from emo_core.plots.style import BAND, BEST, TARGET_MARK
 
 SSIM_COLOUR = SERIES[0][2]
 

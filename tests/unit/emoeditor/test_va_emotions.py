@@ -129,8 +129,8 @@ def test_target_and_source_must_be_distributions():
 
 
 def test_picture_shows_the_point_the_centres_and_the_chart():
-    from emo_core.plots.charts import NEGATIVE, POSITIVE, TARGET_MARK
     from emo_core.plots.plane import MARGIN, PLANE, va_emotions_image, va_emotions_images
+    from emo_core.plots.style import NEGATIVE, POSITIVE, TARGET_MARK
 
     def colour(picture, rgb):
         return np.all(picture == np.array(rgb, dtype=np.uint8), axis=-1)
@@ -154,8 +154,8 @@ def test_picture_shows_the_point_the_centres_and_the_chart():
 
 
 def test_va_trace_picture_marks_each_attempt_and_the_choice():
-    from emo_core.plots.charts import BEST
     from emo_core.plots.plane import va_trace_image, va_trace_plots
+    from emo_core.plots.style import BEST
 
     run = {"status": "va_reached", "chosen_attempt": 1,
            "trace": [{"attempt": 0, "expected_va": [-1.0, 0.5], "accepted": False},

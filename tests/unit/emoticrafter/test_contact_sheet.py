@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from emo_core.emoticrafter.va import VAPoints
-from emo_core.plots.charts import contact_sheet
+from emo_core.plots.sheet import contact_sheet
 
 
 def test_grid_sheet_places_every_cell():

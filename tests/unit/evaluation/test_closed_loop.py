@@ -22,8 +22,8 @@ from emo_core.emoticrafter.closed_loop import (
     run_closed_loop,
     steer_step,
 )
-from emo_core.plots.charts import BEST, TARGET_MARK
 from emo_core.plots.closed_loop import closed_loop_plot, closed_loop_plot_image
+from emo_core.plots.style import BEST, TARGET_MARK
 
 
 class World:

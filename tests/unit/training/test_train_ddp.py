@@ -22,8 +22,7 @@ from emo_core.emoticrafter.eit import EITConfig
 from emo_core.emoticrafter.eit_io import load_eit
 from emo_core.training.eit.data import read_pairs
 from emo_core.training.eit.features import SYNTHETIC_ENCODER_ID, find_cache
-from emo_core.training.eit.task import train_eit
-from emo_core.training.settings import TrainConfig
+from emo_core.training.eit.task import TrainConfig, train_eit
 
 
 def write_csv(path: Path, rows: int) -> None:

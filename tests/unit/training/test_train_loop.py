@@ -13,9 +13,8 @@ from emo_core.emoticrafter.eit import EITConfig
 from emo_core.emoticrafter.eit_io import load_eit
 from emo_core.plots.charts import loss_curve_image
 from emo_core.training.eit.features import ResidentFeatures
-from emo_core.training.eit.task import load_state, train_eit
+from emo_core.training.eit.task import TrainConfig, load_state, train_eit
 from emo_core.training.loop import epoch_order, published_split
-from emo_core.training.settings import TrainConfig
 
 TINY = EITConfig(n_layer=1, n_embd=32, n_head=2, n_positions=77)  # feature width 2048 and L = 77 as published
 

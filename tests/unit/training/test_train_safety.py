@@ -11,11 +11,10 @@ import torch
 from emo_core.emoticrafter.eit import EITConfig
 from emo_core.emoticrafter.eit_io import load_eit, save_eit
 from emo_core.training.eit.features import ResidentFeatures
-from emo_core.training.eit.task import load_state, train_eit
+from emo_core.training.eit.task import TrainConfig, load_state, train_eit
 from emo_core.training.loop import NonFiniteError
 from emo_core.training.naming import MAX_NAME_BYTES, check_name, inside, name_problem, output_file
 from emo_core.training.outputs import OutputExistsError
-from emo_core.training.settings import TrainConfig
 
 TINY = EITConfig(n_layer=1, n_embd=32, n_head=2, n_positions=77)
 CONFIG = TrainConfig(batch_size=6, epochs=2, val_fraction=0.1, dropout=0.0)
