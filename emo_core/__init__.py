@@ -1,7 +1,8 @@
 """Host-independent torch code for emo-nodes: networks, checkpoint loading, losses and algorithms.
 
 Nothing in this package imports ComfyUI, so it can be used and tested from plain Python. The names below are the
-public Python API.
+public Python API. Citations such as ``[EE test.py]`` or ``[EC train.py]`` are labels of docs/UPSTREAM.md (the
+upstream repositories, the commits read, and where each published quirk is handled).
 """
 
 from .critic.critic import VACritic, load_va_critic  # noqa: F401

@@ -30,7 +30,7 @@ def rgb_images(images: torch.Tensor, name: str = "image") -> torch.Tensor:
 
 def resize_images(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(B, H, W, 3) in [0, 1] -> (B, h, w, 3), antialiased bilinear (torchvision's Resize on tensors; within about
-    1/255 of its PIL path used by test.py)."""
+    1/255 of its PIL path used by [EE test.py])."""
     if tuple(images.shape[1:3]) == tuple(size):
         return images.float()
     pixels = images.movedim(-1, 1).float()

@@ -2,7 +2,7 @@
 
 Two streams:
 
-* ``seed_once`` (published, test.py): one generator seeded once, drawn in order, attempt after attempt. Attempt k's
+* ``seed_once`` (published, [EE test.py]): one generator seeded once, drawn in order, attempt after attempt. Attempt k's
   draws are the k-th pair of the stream; to let a batch of attempts be drawn ahead and partly thrown away, the
   generator's state before every attempt is kept and restored when an attempt is drawn again.
 * ``per_attempt`` (extension): attempt k draws from its own generator seeded with a hash of (seed, k), so its T

@@ -1,4 +1,4 @@
-"""The published edit's DDIM sampler (ip2p.py, classifier-free guidance removed) on any editor backbone with
+"""The published edit's DDIM sampler ([EE ip2p.py], classifier-free guidance removed) on any editor backbone with
 ``alphas_cumprod()`` and ``predict_noise`` (the trainer's previews and the tests' reference; inside ComfyUI the edit
 runs on ComfyUI's own sampler, ``nodes/emoeditor/sampling.py``)."""
 

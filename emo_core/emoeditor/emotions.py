@@ -1,6 +1,6 @@
 """EmoEditor's eight emotion classes and the emotion-direction vector built from them.
 
-The order is ALPHABETICAL, as in the official test.py / data.py / metric_ESMI.py. It is the index order of one-hot
+The order is ALPHABETICAL, as in [EE test.py] / [EE data.py] / [EE metric_ESMI.py]. It is the index order of one-hot
 targets, predictor logits, ``source_softmax`` and the encoder input. (The valence-grouped order used by EmoEdit and
 EmoGen is a different thing and wrong here.)
 """

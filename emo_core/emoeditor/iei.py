@@ -6,10 +6,10 @@ The editor, the critic and SSIM are callables, so this module knows nothing abou
   emotion direction (the caller conditions on the ORIGINAL source itself, as the official code always does);
 * ``predict(image)``: the critic's softmax over the 8 classes, as an (8,) / (1, 8) tensor, array or list, or an
   object with ``distribution`` and ``logits`` (e.g. :class:`~emo_core.emoeditor.predictor.EmotionPrediction`), in
-  which case the label is the argmax of the logits exactly as in test.py;
+  which case the label is the argmax of the logits exactly as in [EE test.py];
 * ``ssim(source, image) -> float``: defaults to :func:`~emo_core.emoeditor.ssim.critic_ssim`.
 
-Faithful mode (the default) reproduces the official test.py decisions exactly:
+Faithful mode (the default) reproduces [EE test.py] decisions exactly:
 
 1. d0 = onehot(t) - p_source; attempt 0 edits the source; its softmax is q_first.
 2. An attempt is accepted iff ``ssim_low < ssim < ssim_high`` or its label is the target. On acceptance, in this

@@ -98,7 +98,7 @@ class EmotionPredictor(nn.Module):
 
 
 def _pil_to_pixels(image: Image.Image) -> torch.Tensor:
-    """test.py's pipeline: convert("RGB") -> torchvision Resize((224, 224)) on a PIL image, which is Pillow's
+    """[EE test.py]'s pipeline: convert("RGB") -> torchvision Resize((224, 224)) on a PIL image, which is Pillow's
     BILINEAR resize of the uint8 image (antialiased by Pillow) -> ToTensor (float32, /255). Returns (3, 224, 224)."""
     image = image.convert("RGB")
     if image.size != (INPUT_SIZE, INPUT_SIZE):
@@ -116,14 +116,14 @@ def _tensor_to_pixels(images: torch.Tensor, resize: ResizeMethod) -> torch.Tenso
     if not images.is_floating_point():
         raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
     if resize == "pil":
-        # Exact test.py pixels for images that came from 8-bit files: back to uint8, then Pillow.
+        # Exact [EE test.py] pixels for images that came from 8-bit files: back to uint8, then Pillow.
         u8 = images.detach().float().mul(255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
         return torch.stack([_pil_to_pixels(Image.fromarray(a)) for a in u8]).to(images.device)
     if resize != "torch":
         raise ValueError(f"resize must be 'torch' or 'pil', got {resize!r}")
     pixels = images.permute(0, 3, 1, 2).float()
     if pixels.shape[-2:] == (INPUT_SIZE, INPUT_SIZE):
-        return pixels.contiguous()  # edits are already 224 px and go to the critic untouched, as in test.py
+        return pixels.contiguous()  # edits are already 224 px and go to the critic untouched, as in [EE test.py]
     # torch's antialiased bilinear follows Pillow's filter but keeps float values (no uint8 rounding); it differs
     # from the PIL path by at most about 1/255 per pixel.
     pixels = F.interpolate(pixels, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
@@ -134,10 +134,10 @@ def _tensor_to_pixels(images: torch.Tensor, resize: ResizeMethod) -> torch.Tenso
 def preprocess(images, *, resize: ResizeMethod = "torch") -> torch.Tensor:
     """Images -> (B, 3, 224, 224) float32 pixels in [0, 1], aspect ratio not kept, no normalisation.
 
-    ``images`` is a PIL image, a sequence of PIL images (exactly test.py's PIL pipeline, whatever ``resize`` says),
+    ``images`` is a PIL image, a sequence of PIL images (exactly [EE test.py]'s PIL pipeline, whatever ``resize`` says),
     or a float tensor (B, H, W, 3) / (H, W, 3) in [0, 1] like a ComfyUI IMAGE. For tensors, ``resize="torch"``
     uses torch's antialiased bilinear interpolation (differentiable, stays on the device, <= ~1/255 off the
-    published pixels); ``resize="pil"`` rounds to uint8 and uses Pillow, which reproduces test.py exactly for
+    published pixels); ``resize="pil"`` rounds to uint8 and uses Pillow, which reproduces [EE test.py] exactly for
     images loaded from 8-bit files. Images already 224x224 pass through the tensor path unchanged.
     """
     if isinstance(images, Image.Image):

@@ -1,7 +1,7 @@
 """The arithmetic of the EmoEditor edit on a k-diffusion sampler, host-independent (the ComfyUI side, which maps
 timesteps to sigmas through the model and drives the host's guider, is ``nodes/emoeditor/sampling.py``).
 
-The published edit (ip2p.py, classifier-free guidance removed) runs n DDIM steps (eta 0) over the timesteps
+The published edit ([EE ip2p.py], classifier-free guidance removed) runs n DDIM steps (eta 0) over the timesteps
 t_k = k*floor(T/n) + 1, k = n-1..0 (schedule.edit_timesteps), and its last step lands on alphas_cumprod[0]
 (sigma(0) ~ 0.0292), not on a clean sample. Euler on an epsilon model over sigma(t_k) is DDIM with eta 0, so the
 sigma list sigma(t_(n-1)), ..., sigma(t_0), sigma(0) (the sigmas of ``timesteps_with_final``) reproduces the DDIM

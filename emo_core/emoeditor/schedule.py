@@ -1,6 +1,6 @@
 """The EmoEditor edit's schedule and sizes, host-independent.
 
-The published edit (ip2p.py, classifier-free guidance removed) draws T ~ U{700..980} per edit, replaces the
+The published edit ([EE ip2p.py], classifier-free guidance removed) draws T ~ U{700..980} per edit, replaces the
 scheduler's train-step count by T, and DDIM picks n timesteps t_k = k·floor(T/n) + 1, k = n-1..0 (the init latent is
 noised at t_(n-1); the sampler arithmetic over them is in sampling.py). Images are squashed to 224x224
 (Resize((224, 224))); keeping the aspect is an extension.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 TRAIN_STEPS = 1000
-PUBLISHED_T_RANGE = (700, 980)  # torch.randint(int(0.70 * 1000), int(0.98 * 1000) + 1) in ip2p.py
+PUBLISHED_T_RANGE = (700, 980)  # torch.randint(int(0.70 * 1000), int(0.98 * 1000) + 1) in [EE ip2p.py]
 PUBLISHED_STEPS = 30
 PUBLISHED_RESOLUTION = 224
 LATENT_MULTIPLE = 8

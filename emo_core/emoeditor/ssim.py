@@ -27,7 +27,7 @@ _GRAY_SHIFT = 15
 
 
 def to_uint8_truncate(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] -> uint8 array of the same layout by truncation (test.py's mul(255).clamp().byte()).
+    """Float image in [0, 1] -> uint8 array of the same layout by truncation ([EE test.py]'s mul(255).clamp().byte()).
 
     The multiply happens in the image's own floating dtype; uint8 input is returned unchanged.
     """

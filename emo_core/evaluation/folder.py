@@ -1,6 +1,6 @@
 """Evaluate a folder of rendered images named with their target V-A and prompt (the 5x5 protocol's output).
 
-Names: the published ``V-A (v,a) | prompt.png`` (EmotiCrafter's inference5x5.py), or the filesystem-safe variant
+Names: the published ``V-A (v,a) | prompt.png`` ([EC inference5x5.py]), or the filesystem-safe variant
 ``V-A (v,a) _ prompt.png`` (``|`` is not allowed on Windows and some tools); .png, .jpg, .jpeg or .webp. The prompt
 in the name is the neutral prompt, used for CLIPScore. Or straight from a grid run: the cells ComfyUI saved, whose
 V-A and prompt come from the workflow each PNG carries (``grid_run``). Other files are skipped and counted.

@@ -1,7 +1,7 @@
 """EmoEditor in ComfyUI: load the editor/encoder/predictor, predict emotions, build a direction and edit. The IEI
 loop is in iei.py, the inputs and checks the nodes share in inputs.py, the edit on ComfyUI's sampler in sampling.py.
 
-The faithful settings (EmoEditor's test.py) are the defaults; extensions are labelled in the tooltips.
+The faithful settings ([EE test.py]) are the defaults; extensions are labelled in the tooltips.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class IEILoop(io.ComfyNode):
         if va:
             target = EMOTIONS[nearest_class(valence, arousal)]  # reported as p_target in the trace and the plot
         source = source_images(source)
-        generator = torch.Generator().manual_seed(seed)  # seeded once, before the first edit (test.py)
+        generator = torch.Generator().manual_seed(seed)  # seeded once, before the first edit ([EE test.py])
         draws_state = None  # batched / per-attempt draws: seed_once continues from image to image
         sources = source_at_edit_size(source, resolution, resize, WIN_SIZE, f"the critic's SSIM ({WIN_SIZE}-pixel "
                                                                             "window)")
@@ -236,6 +236,6 @@ def run_one(editor: Editor, predictor, original: torch.Tensor, target: str, prog
         editor.source, target, edit,
         predict=lambda image: predict(predictor, image, "torch"),  # edits are already at the edit size
         ssim=critic_ssim,
-        source_prediction=predict(predictor, original, "pil"),  # test.py: PIL Resize((224, 224)) of the file
+        source_prediction=predict(predictor, original, "pil"),  # [EE test.py]: PIL Resize((224, 224)) of the file
         should_stop=should_stop, on_attempt=on_attempt, edit_batch=edit_batch if draws is not None else None,
         **options)

@@ -20,8 +20,8 @@ from ...emo_core.emoeditor.schedule import (
 from ...emo_core.images import resize_images, rgb_images
 from ..shared.validation import check_finite, check_number
 
-PUBLISHED_SEED = 75863  # test.py
-DEFAULT_TARGET = "awe"  # test.py
+PUBLISHED_SEED = 75863  # [EE test.py]
+DEFAULT_TARGET = "awe"  # [EE test.py]
 SQUASH, KEEP_ASPECT = "squash (published)", "keep aspect (extension)"
 PIL_RESIZE, TORCH_RESIZE = "pil (published pixels)", "torch"
 EDIT_RESIZE = (SQUASH, KEEP_ASPECT)

@@ -2,7 +2,7 @@
 (``emo_core/emoeditor/sampling.py``: why Euler over these sigmas is the published DDIM edit, the final rescale, the
 per-item schedules of a batch) and the host's models, guider and sampler.
 
-The published edit (ip2p.py, classifier-free guidance removed):
+The published edit ([EE ip2p.py], classifier-free guidance removed):
 
 * T ~ U{700..980} per edit; the scheduler's train-step count is replaced by T and DDIM picks n timesteps
   t_k = k*floor(T/n) + 1, k = n-1..0; the init latent is noised at t_(n-1); n DDIM steps (eta 0) run down to t = 1
@@ -69,7 +69,7 @@ def check_editor_model(model, token_width: int, has_pooled: bool) -> bool:
 def encode_direction(encoder, direction: torch.Tensor):
     """(8,) direction -> emo_core EncoderOutput (tokens (1, 77, W), pooled or None), on the intermediate device.
 
-    A 1-D direction runs as 1-D, like test.py (float32 GEMV)."""
+    A 1-D direction runs as 1-D, like [EE test.py] (float32 GEMV)."""
     mm.load_models_gpu([encoder])
     network = encoder.model
     param = next(network.parameters())

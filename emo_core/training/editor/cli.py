@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="STATE", help="continue the run saved in STATE")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs when the run completes")
     p.add_argument("--size", type=int, default=224, help="training resolution, squashed (default 224)")
-    g = p.add_argument_group("training (defaults: the released train.py)")
+    g = p.add_argument_group("training (defaults: [EE train.py])")
     g.add_argument("--mode", choices=("full", "lora"), help=f"default {d.mode}")
     g.add_argument("--lora-rank", type=int, help=f"default {d.lora_rank}")
     g.add_argument("--lora-alpha", type=float, help=f"default {d.lora_alpha}")

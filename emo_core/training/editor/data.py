@@ -39,8 +39,8 @@ SOFTMAX_TOLERANCE = 1e-3  # |sum(source_softmax) - 1|; float32 softmaxes written
 CHECK_IMAGES = ("open", "exists")
 PROGRESS_EVERY = 1000  # records between progress calls
 # Pillow's BILINEAR (antialiased): what torchvision's Resize((224, 224)) does to a PIL image in the published
-# test.py, i.e. the predictor's own preprocessing, so a computed source_softmax matches the published pipeline. The
-# released data.py's 224x224 squash is taken to be the same transform [inferred: the spec records only "squash"].
+# [EE test.py], i.e. the predictor's own preprocessing, so a computed source_softmax matches the published pipeline. The
+# released [EE data.py]'s 224x224 squash is taken to be the same transform [inferred: the spec records only "squash"].
 RESAMPLE = Image.BILINEAR
 _CONTROL = re.compile(r"[\x00-\x1f]")
 
@@ -64,7 +64,7 @@ class EditorPair:
     record: int  # 1-based record number in the JSON (line number for a pairs-folder CSV)
 
     def direction(self) -> torch.Tensor:
-        """(8,) float32 one_hot(class_target) - source_softmax, the encoder's input (published data.py)."""
+        """(8,) float32 one_hot(class_target) - source_softmax, the encoder's input ([EE data.py])."""
         if self.source_softmax is None:
             raise ValueError(f"record {self.record}: source_softmax is not computed yet (fill_source_softmax)")
         return one_hot(self.class_target) - self.source_softmax

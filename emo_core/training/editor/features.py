@@ -5,7 +5,7 @@ Per pair: the source latent (VAE posterior **mode**, unscaled: the ip2p concat c
 mean and standard deviation (a fresh posterior **sample** is drawn from them every step, as published), the text
 encoder's last hidden state of the edit instruction (E_text of the alignment loss; identical instructions are
 encoded once) and the direction onehot(target) − source_softmax. Images enter the VAE in [−1, 1] (the released
-train.py fed [0, 1]: a published bug, fixed here).
+[EE train.py] fed [0, 1]: a published bug, fixed here).
 
 Randomness: each (step, row) draws its timestep, noise, posterior sample and condition-dropout coin from its own
 generator seeded by (seed, step, row). A batch therefore draws the same numbers however it is split over
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-TRAIN_TIMESTEPS = 1000  # t uniform over [0, 1000) (the released train.py drew from [0, T) after its first preview)
+TRAIN_TIMESTEPS = 1000  # t uniform over [0, 1000) ([EE train.py] drew from [0, T) after its first preview)
 
 EncodeImage = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # [-1,1] (B,3,H,W) -> posterior mean, std
 EncodeText = Callable[[list[str]], torch.Tensor]  # prompts -> (N, 77, width) last hidden state

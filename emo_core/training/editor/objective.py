@@ -1,4 +1,4 @@
-"""EmoEditor's training objective (the released train.py), computed in float32 whatever the input dtype.
+"""EmoEditor's training objective ([EE train.py]), computed in float32 whatever the input dtype.
 
     total = MSE(ε̂, ε) + λ · mean_b (1 − cos(flatten(E_text_b), flatten(e_b)))
 

@@ -1,17 +1,17 @@
 """Training EmoEditor's dual-branch editor (emotion encoder + InstructPix2Pix UNet): the editor task of the loop.
 
-Published recipe (the released train.py, ``EditorConfig`` defaults): per step e = Encoder(direction); target latent
+Published recipe ([EE train.py], ``EditorConfig`` defaults): per step e = Encoder(direction); target latent
 = VAE posterior sample of the target × the VAE scale; ε ~ N(0, I), t uniform over the 1000 training steps; noisy =
 √ᾱ_t·target + √(1−ᾱ_t)·ε; ε̂ = UNet(cat(noisy, source latent), t, e); loss = MSE(ε̂, ε) + λ·mean(1 − cos(E_text, e))
 (``editor_objective``); Adam(lr 1e-5, betas (0.9, 0.999), eps 1e-3) over the encoder and the whole UNet, batch 32,
 pure fp16 UNet, checkpoints every 10,000 steps.
 
-Fixed published bugs (always on): images enter the VAE in [−1, 1] (train.py fed [0, 1]); t is drawn from [0, 1000)
-on every step (train.py drew from [0, T) after its first preview, T its inference strength); a final partial batch
-trains (train.py crashed on ``view(batch_size, -1)``). Condition dropout is available (0 = published): a dropped row
-is conditioned on the **unconditional embedding Enc(0)**, the encoder's tokens for the zero direction ("no emotion
-change"). It is trained jointly and needs nothing extra at inference, so a model trained with dropout can use
-classifier-free guidance: ε = ε(Enc(0)) + s·(ε(Enc(d)) − ε(Enc(0))), the source latent concatenated in both passes
+Fixed published bugs (always on): images enter the VAE in [−1, 1] ([EE train.py] fed [0, 1]); t is drawn from [0, 1000)
+on every step ([EE train.py] drew from [0, T) after its first preview, T its inference strength); a final partial batch
+trains ([EE train.py] crashed on ``view(batch_size, -1)``). Condition dropout is available (0 = published): a
+dropped row is conditioned on the **unconditional embedding Enc(0)**, the encoder's tokens for the zero direction
+("no emotion change"). It is trained jointly and needs nothing extra at inference, so a model trained with dropout can
+use classifier-free guidance: ε = ε(Enc(0)) + s·(ε(Enc(d)) − ε(Enc(0))), the source latent concatenated in both passes
 (scale 1 is the published single pass).
 
 Modes: ``full`` trains the encoder and every UNet weight (published; writes a full editor file Load EmoEditor
@@ -54,7 +54,7 @@ RESUME_FREE_FIELDS = ("steps", "checkpoint_every", "preview_every", "eval_batch_
 
 @dataclass
 class EditorConfig(LoopSettings):
-    """Every knob of an editor run; defaults are the released train.py's. The loop fields are ``LoopSettings``'s;
+    """Every knob of an editor run; defaults are [EE train.py]'s. The loop fields are ``LoopSettings``'s;
     the editor trains a number of steps with its own optimiser and precision, so it uses no ``epochs``,
     ``weight_decay`` or ``amp``."""
 

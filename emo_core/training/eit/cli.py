@@ -193,7 +193,7 @@ def _write_outputs(args, out: Path, result) -> None:
     if curve_path is not None:
         from PIL import Image
 
-        from ...plots.charts import loss_curve_image
+        from ...plots.loss import loss_curve_image
 
         picture = Image.fromarray(loss_curve_image(result.history))
         atomic_write(curve_path, lambda tmp: picture.save(tmp, format="PNG"))

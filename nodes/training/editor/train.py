@@ -24,7 +24,7 @@ from PIL import Image
 
 from ....emo_core.emoeditor.ddim import ddim_edit
 from ....emo_core.emoeditor.encoder import EmotionEncoder
-from ....emo_core.plots.charts import loss_curve_image
+from ....emo_core.plots.loss import loss_curve_image
 from ....emo_core.training.editor.features import build_editor_features
 from ....emo_core.training.editor.precision import PRECISIONS
 from ....emo_core.training.editor.task import MODES, EditorConfig, train_editor

@@ -19,7 +19,7 @@ from PIL import Image
 
 from ....emo_core.emoticrafter.eit import EITConfig
 from ....emo_core.emoticrafter.inject import CHUNK, SDXL_WIDTH
-from ....emo_core.plots.charts import loss_curve_image
+from ....emo_core.plots.loss import loss_curve_image
 from ....emo_core.training.eit.caches import list_caches
 from ....emo_core.training.eit.data import ON_ERROR, file_content_hash, read_pairs
 from ....emo_core.training.eit.features import build_feature_cache, open_features

@@ -7,8 +7,8 @@ import torch
 
 from emo_core.emoeditor.emotions import EMOTIONS
 from emo_core.plots.bars import PAD, ROW, chart_batch, draw_chart
-from emo_core.plots.charts import SERIES
 from emo_core.plots.iei import iei_plot_image, iei_plots
+from emo_core.plots.loss import SERIES
 from emo_core.plots.style import BAND, BEST, TARGET_MARK
 
 SSIM_COLOUR = SERIES[0][2]

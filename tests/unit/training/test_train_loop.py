@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from emo_core.emoticrafter.eit import EITConfig
 from emo_core.emoticrafter.eit_io import load_eit
-from emo_core.plots.charts import loss_curve_image
+from emo_core.plots.loss import loss_curve_image
 from emo_core.training.eit.features import ResidentFeatures
 from emo_core.training.eit.task import TrainConfig, load_state, train_eit
 from emo_core.training.loop import epoch_order, published_split
