@@ -23,11 +23,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import EmoError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOCTTY", 0)
 
 
-class ImageProblem(ValueError):
+class ImageProblem(EmoError, ValueError):
     """An image that cannot be used; the message is the reason (the caller names the file)."""
 
 

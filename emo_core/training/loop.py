@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import EmoError
 from .checkpointing import (
     STATE_VERSION,
     check_resume_config,
@@ -78,7 +79,7 @@ class RunPlace:
     plan: OutputPlan | None = None
 
 
-class NonFiniteError(ArithmeticError):
+class NonFiniteError(EmoError, ArithmeticError):
     """The loss (or validation loss) became NaN or infinite: the run stopped and wrote nothing more."""
 
 

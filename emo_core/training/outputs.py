@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic_io import fsync_dir
+from ..errors import EmoError
 from .checkpointing import remove_stale_temps
 
 PENDING = ".pending"
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(EmoError, FileExistsError):
     """A new run would replace an earlier model or training state, and overwriting was not asked for."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ...atomic_io import atomic_write, atomic_write_json
+from ...errors import EmoError
 from .data import PairRow, PairsData
 
 CACHE_FORMAT = "emo-nodes.eit-pair-features"
@@ -41,7 +42,7 @@ SYNTHETIC_ENCODER_ID = "synthetic-sha256-randn-v1"
 Encoder = Callable[[list[str]], torch.Tensor]
 
 
-class CacheError(ValueError):
+class CacheError(EmoError, ValueError):
     """A feature cache that is missing, incomplete, of other data, or damaged."""
 
 
