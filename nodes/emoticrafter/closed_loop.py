@@ -60,6 +60,9 @@ def critic_scorer(critic, prompt: str, want_clip: bool):
     return score
 
 
+NOTHING_RENDERED = ("denoise: 0 renders nothing: the sampler returns the latent untouched (a flat grey image from an "
+                    "empty latent) and the critic would score that; use a denoise above 0")
+
 class VAClosedLoop(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -124,7 +127,15 @@ class VAClosedLoop(io.ComfyNode):
                                      tooltip="The attempts on the V-A pad and their errors; the chosen one ringed.")],
         )
 
-    literal_rules = va_rules("valence", "arousal")
+    _va_rules = va_rules("valence", "arousal")
+
+    @classmethod
+    def literal_rules(cls, values: dict) -> dict[str, str]:
+        """The V-A rules, and denoise 0 refused on its input (it would return the latent untouched)."""
+        problems = cls._va_rules(values)
+        if values.get("denoise") == 0:
+            problems["denoise"] = NOTHING_RENDERED
+        return problems
 
     # Names only the combos (the host checks none); numbers keep the host's range checks and the hook's.
     @classmethod
@@ -150,6 +161,8 @@ class VAClosedLoop(io.ComfyNode):
         sampler = {"steps": int(check_number("steps", steps, 1, 10000)), "cfg": check_number("cfg", cfg, 0, 100),
                    "sampler_name": sampler_name, "scheduler": scheduler,
                    "denoise": check_number("denoise", denoise, 0, 1)}
+        if sampler["denoise"] == 0:
+            raise ValueError(NOTHING_RENDERED)
         units = 1 if mode == BEST_OF_K else settings.rounds + 1
         progress = EditProgress(model, units, sampler["steps"])
 

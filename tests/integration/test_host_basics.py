@@ -45,3 +45,14 @@ def test_bad_value_rejected_and_host_keeps_serving(host):
     status, body = host.queue(bad)
     assert status == 400 and body["error"]["type"] == "prompt_outputs_failed_validation"
     assert host.get("/system_stats")["system"]["comfyui_version"]
+
+
+def test_our_errors_show_a_short_type_not_the_install_path(host):
+    """The host reports ``<class module>.<name>``; for a custom node the module is named by its install path, which
+    users should not see and API clients should not learn. emo_core's errors report as ``emo_nodes.<Name>``."""
+    (host.base / "input" / "emo_bad_columns.csv").write_text("Id,Nothing\n1,2\n")
+    graph = {"2": {"class_type": "EmoNodes_EmotionPairs", "inputs": {"csv": "emo_bad_columns.csv", "on_error": "stop"}},
+             "9": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}}}
+    error = host.run_error(graph)
+    assert error["exception_type"] == "emo_nodes.DatasetError", error
+    assert "custom_nodes" not in error["exception_type"] + error["exception_message"], error

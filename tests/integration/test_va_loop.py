@@ -215,6 +215,16 @@ def test_bad_combinations_fail_when_run_naming_the_input(host, change, critic, m
     assert message in error["exception_message"] and error["node_type"] == "EmoNodes_VAClosedLoop"
 
 
+def test_denoise_zero_renders_nothing_and_is_refused(host):
+    """denoise 0 returns the latent untouched: a flat grey image that the critic would score as a success."""
+    assert "denoise: 0 renders nothing" in host.rejection(loop_graph(denoise=0.0), LOOP)
+    api = loop_graph()
+    api["90"] = {"class_type": "PrimitiveFloat", "inputs": {"value": 0.0}}
+    api[LOOP]["inputs"]["denoise"] = ["90", 0]  # linked: checked when the node runs
+    error = host.run_error(api)
+    assert error["exception_message"].startswith("denoise: 0 renders nothing"), error
+
+
 def test_a_latent_batch_is_refused(host):
     api = loop_graph()
     api["7"]["inputs"]["batch_size"] = 2
