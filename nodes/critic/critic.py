@@ -19,11 +19,18 @@ import comfy.model_patcher
 import comfy.ops
 import comfy.sd1_clip
 import comfy.utils
-import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ...emo_core.critic.clip_b32 import PATCH, PROJECTION, ClipB32Weights, read_clip_b32, text_tower
+from ...emo_core.critic.clip_b32 import (
+    PATCH,
+    PROJECTION,
+    WEIGHT_FILES,
+    ClipB32Weights,
+    clip_file,
+    read_clip_b32,
+    text_tower,
+)
 from ...emo_core.critic.critic import VACritic, no_text_tower
 from ...emo_core.critic.heads import load_va_head, looks_like_head, peek_shapes
 from ...emo_core.critic.preprocess import RESIZE_METHODS
@@ -34,7 +41,7 @@ from ...emo_core.evaluation.metrics import abs_errors, cell_errors, summary
 from ...emo_core.plots.critic import error_heatmap_image, va_pad_image
 from ...emo_core.plots.style import as_image
 from ...emo_core.weights import few
-from ..shared.models import EMOTICRAFTER, make_patcher, model_path
+from ..shared.models import EMOTICRAFTER, folder_files, make_patcher, model_path, recognise
 from ..shared.progress import show_text
 from ..shared.sockets import CATEGORY, VA, VA_CRITIC
 from ..shared.validation import file_error, first_error
@@ -89,24 +96,46 @@ class CriticProgress:
         self.bar.update_absolute(done, total)
 
 
+def _unknown_or_head(path: str) -> bool:
+    return peek_shapes(path) is None or looks_like_head(path)
+
+
 def head_files() -> list[str]:
     """Files in models/emoticrafter in the released head layout, and any whose keys cannot be read cheaply."""
-    names = folder_paths.get_filename_list(EMOTICRAFTER)
-    return [name for name in names if (path := folder_paths.get_full_path(EMOTICRAFTER, name)) is not None
-            and (looks_like_head(path) or peek_shapes(path) is None)]
+    return [name for name, path in folder_files(EMOTICRAFTER) if recognise(_unknown_or_head, path, unknown=True)]
+
+
+def _b32_or_unknown(path: str) -> bool:
+    """True for ViT-B/32's 32-pixel patches and 512-d projection (by key shapes), or a file whose keys cannot be
+    read cheaply; False for other CLIPs and files without those keys (shapes of any rank are tolerated)."""
+    shapes = peek_shapes(clip_file(path))
+    if shapes is None:
+        return True
+    patch, projection = shapes.get(PATCH_KEY), shapes.get(PROJECTION_KEY)
+    return bool(patch) and patch[-1] == PATCH and bool(projection) and projection[0] == PROJECTION
+
+
+def _clip_entries() -> dict[str, str]:
+    """{listing name: path}: files of models/clip_vision, and Hugging Face CLIP folders (a ``model.safetensors`` or
+    ``pytorch_model.bin`` in a subfolder) as one entry named by the folder, read with ``read_clip_b32``."""
+    entries = {}
+    for name, path in folder_files(CLIP_VISION):
+        if os.path.dirname(name) and os.path.basename(name) in WEIGHT_FILES:
+            name, path = os.path.dirname(name), os.path.dirname(path)
+        entries.setdefault(name, path)
+    return entries
 
 
 def clip_files() -> list[str]:
-    """Files in models/clip_vision with ViT-B/32's 32-pixel patches and 512-d projection (by their key shapes), and
-    any whose keys cannot be read cheaply; other CLIPs (ViT-L/14, ViT-H, ... for other nodes) are not offered."""
-    names = []
-    for name in folder_paths.get_filename_list(CLIP_VISION):
-        path = folder_paths.get_full_path(CLIP_VISION, name)
-        shapes = None if path is None else peek_shapes(path)
-        if shapes is None or (shapes.get(PATCH_KEY, (0,))[-1] == PATCH and
-                              shapes.get(PROJECTION_KEY, (0,))[0] == PROJECTION):
-            names.append(name)
-    return names
+    """Entries of models/clip_vision (``_clip_entries``) with ViT-B/32's key shapes, and any whose keys cannot be
+    read cheaply; other CLIPs (ViT-L/14, ViT-H, ... for other nodes) are not offered."""
+    return [name for name, path in _clip_entries().items() if recognise(_b32_or_unknown, path, unknown=True)]
+
+
+def clip_path(name: str) -> str:
+    """The file or Hugging Face folder listed as ``name`` in clip_name."""
+    path = _clip_entries().get(name)
+    return path if path is not None else model_path(CLIP_VISION, name)
 
 
 def _default(names: list[str], word: str) -> str | None:
@@ -147,7 +176,7 @@ class VACriticLoader(io.ComfyNode):
     # Names the three files (at most three names: each repeats an error); 'resize' is checked when the node runs.
     @classmethod
     def validate_inputs(cls, clip_name=None, valence_head=None, arousal_head=None) -> bool | str:
-        return first_error(file_error("clip_name", CLIP_VISION, clip_name),
+        return first_error(file_error("clip_name", CLIP_VISION, clip_name, extra=clip_files),
                            file_error("valence_head", EMOTICRAFTER, valence_head),
                            file_error("arousal_head", EMOTICRAFTER, arousal_head))
 
@@ -157,8 +186,7 @@ class VACriticLoader(io.ComfyNode):
             raise ValueError(f"resize: '{resize}' is not one of {', '.join(RESIZE_METHODS)}")
         valence = load_va_head(model_path(EMOTICRAFTER, valence_head), "valence head")
         arousal = load_va_head(model_path(EMOTICRAFTER, arousal_head), "arousal head")
-        clip_path = model_path(CLIP_VISION, clip_name)
-        clip = HostClipB32(read_clip_b32(clip_path))
+        clip = HostClipB32(read_clip_b32(clip_path(clip_name)))
         text = clip.text_features if clip.weights.has_text else None
         critic = VACritic(clip.image_features, valence, arousal, text, resize, clip_name, on_batch=CriticProgress(),
                           no_text_reason=no_text_tower(f"the CLIP file '{clip_name}'"))

@@ -10,7 +10,8 @@
 
 The loader's three dropdowns list only files of their kind (``slot_files``): files in the subfolders ``editor/``,
 ``encoder/`` and ``predictor/`` of models/emoeditor by that folder, other files by their key names and shapes
-(``emo_core.emoeditor.kinds``, cached per file); a file whose kind cannot be told cheaply is listed in every slot.
+(``emo_core.emoeditor.kinds``, cached per file); a file whose kind cannot be told cheaply (or that cannot be read:
+``recognise``) is listed in every slot; a symlink loop lists nothing twice (``folder_files``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from collections.abc import Mapping
 import comfy.model_base
 import comfy.sd
 import comfy.utils
-import folder_paths
 import torch
 
 from ...emo_core.emoeditor.kinds import files_for_slot, listed_kind
@@ -34,14 +34,13 @@ from ...emo_core.emoeditor.unet_layout import (
 )
 from ...emo_core.errors import CheckpointError
 from ...emo_core.weights import few, read_weights
-from ..shared.models import EMOEDITOR, make_patcher
+from ..shared.models import EMOEDITOR, folder_files, make_patcher, recognise
 
 
 def slot_files(kind: str) -> list[str]:
     """The files in models/emoeditor offered for a slot of ``kind`` (EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND)."""
-    names = folder_paths.get_filename_list(EMOEDITOR)
-    return files_for_slot(((name, listed_kind(name, folder_paths.get_full_path(EMOEDITOR, name))) for name in names),
-                          kind)
+    return files_for_slot(((name, recognise(lambda p, n=name: listed_kind(n, p), path))
+                           for name, path in folder_files(EMOEDITOR)), kind)
 
 
 def diffusers_unet_to_ldm(state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:

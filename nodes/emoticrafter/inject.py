@@ -1,14 +1,14 @@
 """EmotiCrafter in the SDXL graph: load an Emotion Injection Transformer, inject V-A into a conditioning."""
 
 import comfy.model_management as mm
-import folder_paths
 import torch
 from comfy_api.latest import io
 
-from ...emo_core.emoticrafter.eit_io import load_eit
+from ...emo_core.emoticrafter.eit_io import is_eit_state_dict, load_eit
 from ...emo_core.emoticrafter.inject import LONG_PROMPT, check_sdxl_conditioning, inject
 from ...emo_core.emoticrafter.va import VAPoints, check_count
-from ..shared.models import EMOTICRAFTER, make_patcher, model_path
+from ...emo_core.weight_shapes import peek_header
+from ..shared.models import EMOTICRAFTER, folder_files, make_patcher, model_path, recognise
 from ..shared.sockets import CATEGORY, EIT, VA
 from ..shared.validation import check_finite, check_finite_weights, check_inputs, check_number, file_error, first_error
 
@@ -29,6 +29,18 @@ def non_finite_cause(network, va: VAPoints, strength: float) -> str:
             "V-A nearer the trained range [-3, 3]")
 
 
+def _eit_or_unknown(path: str) -> bool:
+    """True for an EIT (its transformer keys, read cheaply from the header) or a file whose keys cannot be told
+    cheaply (the loader says what is wrong); False for other files, e.g. the V-A critic heads sharing the folder."""
+    header = peek_header(path)
+    return header is None or is_eit_state_dict(header.shapes)
+
+
+def eit_files() -> list[str]:
+    """The files of models/emoticrafter offered as EITs (``_eit_or_unknown``; unreadable files stay listed)."""
+    return [name for name, path in folder_files(EMOTICRAFTER) if recognise(_eit_or_unknown, path, unknown=True)]
+
+
 class EmotiCrafterLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -39,7 +51,9 @@ class EmotiCrafterLoader(io.ComfyNode):
             description="Loads an Emotion Injection Transformer from models/emoticrafter: the published .pth "
                         "(e.g. scale_factor_1.5.pth) or a converted / trained .safetensors.",
             inputs=[
-                io.Combo.Input("eit_name", options=folder_paths.get_filename_list(EMOTICRAFTER)),
+                io.Combo.Input("eit_name", options=eit_files(),
+                               tooltip="Lists the EIT files of models/emoticrafter (by their keys; the V-A critic "
+                                       "heads that share the folder are left out)."),
                 io.Combo.Input("dtype", options=list(DTYPES), default="fp32 (reference)",
                                tooltip="Compute precision. fp32 is what the reference uses; bf16/fp16 are faster "
                                        "on GPUs and differ slightly."),

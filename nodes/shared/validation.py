@@ -80,26 +80,41 @@ def _limits(options: dict) -> str:
     return f"at least {low}" if low is not None else f"at most {high}" if high is not None else "any value"
 
 
+def _exact_int(value) -> int | float:
+    """An INT literal as a Python int when it is one (ints, and strings of digits: no float rounding, so seeds up to
+    2**64 - 1 compare exactly); other values as float (fractions and non-finite values are refused as such)."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    return float(value)
+
+
 def number_problem(name: str, kind: str, options: dict, value) -> str | None:
     """Why a literal INT/FLOAT value breaks its schema (min, max, finite, INT whole and on its step), or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None if isinstance(value, bool) else f"{name}: {value!r} is not a number"
     try:
-        number = float(value)
+        number = _exact_int(value) if kind == "INT" else float(value)
     except ValueError:
         return None  # not a number at all: the host's own conversion names it
-    if math.isnan(number) or math.isinf(number):
+    if isinstance(number, float) and (math.isnan(number) or math.isinf(number)):
         return f"{name}: {value} is not a finite number ({_limits(options)})"
+    if kind == "INT" and isinstance(number, float):  # a fraction: compared as the float it is, then refused
+        number = number if number != int(number) else int(number)
     low, high = options.get("min"), options.get("max")
-    if low is not None and number < low:
+    if low is not None and number < low:  # Python compares int with int (and int with float) exactly
         return f"{name}: {value} is below the minimum {low} ({_limits(options)})"
     if high is not None and number > high:
         return f"{name}: {value} is above the maximum {high} ({_limits(options)})"
     if kind == "INT":
-        if number != int(number):
+        if isinstance(number, float):
             return f"{name}: {value} is not a whole number"
         step = options.get("step") or 1
-        if step > 1 and (int(number) - (low or 0)) % step:
+        if step > 1 and (number - (low or 0)) % step:
             base = f"{low} + " if low else ""
             return f"{name}: {value} is not on the input's step of {step} (allowed {base}a multiple of {step})"
     return None
@@ -152,8 +167,11 @@ def combo_error(name: str, value, options) -> str | None:
     return f"{name}: '{value}' is not one of {', '.join(map(str, options))}"
 
 
-def file_error(input_name: str, folder: str, name) -> str | None:
-    if name is None or isinstance(name, Refused) or name in folder_paths.get_filename_list(folder):
+def file_error(input_name: str, folder: str, name, extra=None) -> str | None:
+    """None when ``name`` is a file of the model folder, or one of ``extra()`` when given (listed entries that are
+    not files, e.g. a Hugging Face folder); else the error naming the input and the folder's paths."""
+    if (name is None or isinstance(name, Refused) or name in folder_paths.get_filename_list(folder)
+            or (extra is not None and name in extra())):
         return None
     return (f"{input_name}: '{name}' is not in the {folder} model folder(s): "
             f"{', '.join(folder_paths.get_folder_paths(folder))}")

@@ -362,3 +362,23 @@ def test_rgba_source_is_edited_as_rgb(host, object_info):
     assert entry["outputs"]["901"]["text"][0] in {"amusement", "anger", "awe", "contentment", "disgust",
                                                   "excitement", "fear", "sadness"}
 
+
+
+# --- 64-bit seeds ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("class_type", ["EmoNodes_IEILoop", "EmoNodes_EmotionEdit"])
+def test_largest_seed_is_accepted_and_one_more_is_refused(host, object_info, class_type):
+    """Seeds are compared as integers: 2**64 - 1 (the schema's max) passes the queue-time check, 2**64 is refused
+    naming the seed (a float comparison refused every seed within 1024 of 2**64)."""
+    assert object_info[class_type]["input"]["required"]["seed"][1]["max"] == 2**64 - 1
+    graph, nid = base_graphs(object_info)[class_type]
+    steps = object_info[class_type]["input"]["required"]["steps"][1]
+    largest = copy.deepcopy(graph)
+    largest[nid]["inputs"]["seed"] = 2**64 - 1
+    largest[nid]["inputs"]["steps"] = steps["max"] + 1  # refused for this, so nothing runs
+    errors = refusal(host, largest, nid)
+    assert not any("seed" in e for e in errors) and any("steps" in e for e in errors), errors
+    too_large = copy.deepcopy(graph)
+    too_large[nid]["inputs"]["seed"] = 2**64
+    errors = refusal(host, too_large, nid)
+    assert len(errors) == 1 and "seed" in errors[0] and str(2**64) in errors[0], errors

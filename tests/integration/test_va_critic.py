@@ -226,3 +226,38 @@ def test_cli_reads_a_comfyui_grid_run(host, tmp_path):
     (folder / records[3]["file"]).unlink()
     with pytest.raises(ValueError, match="24 images of one grid run, but its grid has 25 points"):
         evaluate_folder(folder, critic, overwrite=True)
+
+
+def test_hugging_face_clip_folder_is_one_entry_and_loads(host, pictures):
+    """A folder in models/clip_vision holding a B/32 model.safetensors (the Hugging Face download) is listed once,
+    by the folder's name, and loads as the same CLIP as the file it holds."""
+    import shutil
+
+    folder = host.base / "models" / "clip_vision" / "emo_test_hf_clip_b32"
+    folder.mkdir()
+    try:
+        shutil.copyfile(host.base / "models" / "clip_vision" / TINY_CLIP_NAME, folder / "model.safetensors")
+        (folder / "config.json").write_text("{}")
+        inputs = host.get("/object_info/EmoNodes_VACriticLoader")["EmoNodes_VACriticLoader"]["input"]["required"]
+        clips = inputs["clip_name"][1].get("options", inputs["clip_name"][0])
+        assert folder.name in clips and not any(c.startswith(folder.name + "/") for c in clips), clips
+        name = next(iter(pictures))
+        prompt = {"1": loader(), "2": loader(clip=folder.name),
+                  "3": {"class_type": "LoadImage", "inputs": {"image": name}},
+                  "4": predict("1", ["3", 0], PROMPT), "5": predict("2", ["3", 0], PROMPT),
+                  "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
+                  "7": {"class_type": "PreviewAny", "inputs": {"source": ["5", 0]}}}
+        entry = host.run(prompt)
+        (from_file,), (from_folder,) = report_of(entry, "6")["images"], report_of(entry, "7")["images"]
+        assert from_folder["valence"] == from_file["valence"] and from_folder["arousal"] == from_file["arousal"]
+        assert from_folder["clip_score"] == from_file["clip_score"]
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_eit_loader_lists_eits_not_the_critic_heads(host):
+    """models/emoticrafter holds the EITs and the V-A critic heads: Load EmotiCrafter offers only the EITs."""
+    inputs = host.get("/object_info/EmoNodes_EmotiCrafterLoader")["EmoNodes_EmotiCrafterLoader"]["input"]["required"]
+    options = inputs["eit_name"][1].get("options", inputs["eit_name"][0])
+    assert "emo_tiny_eit.pth" in options
+    assert TINY_VALENCE_NAME not in options and TINY_AROUSAL_NAME not in options, options
