@@ -31,9 +31,15 @@ def save_state(path: Path, state: dict) -> None:
 
 def load_state(path: str | os.PathLike, state_format: str, what: str) -> dict:
     """A resume state of format ``state_format`` (``what`` names it in errors), loaded with weights_only."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except OSError:
+        raise  # missing, a folder, no permission: the OS's message names the file
+    except Exception as exc:  # text, another format, a truncated or tampered file (weights_only refuses code)
+        raise ValueError(f"{path}: not a resume state of this trainer (an {what} was expected; the file does not "
+                         f"load as one: {type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != state_format:
-        raise ValueError(f"{path}: not an {what}")
+        raise ValueError(f"{path}: not a resume state of this trainer (an {what} was expected)")
     if state.get("version") != STATE_VERSION:
         raise ValueError(f"{path}: training state version {state.get('version')}, expected {STATE_VERSION}")
     return state

@@ -17,6 +17,7 @@ Existing outputs are refused unless ``--overwrite`` (then replaced only when the
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import fields
 
@@ -28,7 +29,7 @@ from ...errors import CheckpointError
 from ..distributed import init_distributed_from_env
 from ..errors import DatasetError
 from ..loop import NonFiniteError
-from ..outputs import OutputExistsError
+from ..outputs import OutputExistsError, plan_outputs
 from ..stop_flag import StopFlag
 from .precision import PRECISIONS
 from .task import EditorConfig, editor_config_from_state, train_editor
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", help="resume-state file (default <out>.state.pt)")
     p.add_argument("--resume", metavar="STATE", help="continue the run saved in STATE")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs when the run completes")
-    p.add_argument("--size", type=int, default=224, help="training resolution, squashed (default 224)")
+    p.add_argument("--size", type=int, default=224, help=f"training resolution, squashed: a multiple of 8 from "
+                   f"{SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 224)")
     g = p.add_argument_group("training (defaults: [EE train.py])")
     g.add_argument("--mode", choices=("full", "lora"), help=f"default {d.mode}")
     g.add_argument("--lora-rank", type=int, help=f"default {d.lora_rank}")
@@ -84,6 +86,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SIZE_RANGE = (64, 2048)
+
+
+def check_size(size: int) -> str | None:
+    """Why ``--size`` cannot be used (None: it can): the VAE halves the image three times."""
+    low, high = SIZE_RANGE
+    if not low <= size <= high or size % 8:
+        return f"--size {size}: the training resolution must be a multiple of 8 from {low} to {high} (e.g. 224)"
+    return None
+
+
+def check_device(name: str | None) -> str | None:
+    """Why ``--device`` cannot be used (None: it can, or it was not given), found by placing a tensor on it."""
+    if name is None:
+        return None
+    try:
+        torch.zeros(1, device=torch.device(name)).add_(1)
+    except Exception as exc:  # an unknown name, no CUDA build or driver, a missing ordinal
+        why = " ".join(str(exc).split())[:200]
+        return f"--device {name}: not a usable device here ({type(exc).__name__}: {why}); use cpu, cuda, cuda:N ..."
+    return None
+
+
 def _config(args) -> EditorConfig:
     base = editor_config_from_state(args.resume) if args.resume else EditorConfig()
     values = {f.name: getattr(base, f.name) for f in fields(EditorConfig)}
@@ -102,17 +127,30 @@ def main(argv: list[str] | None = None) -> int:
     from .features import build_editor_features
 
     args = build_parser().parse_args(argv)
+    problem = check_size(args.size)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     ddp = init_distributed_from_env()
 
     def say(message: str) -> None:
         if ddp.lead:
             print(message, flush=True)
 
+    problem = check_device(args.device)  # after the process group: a bare "cuda" is this rank's GPU
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     encoder_out = Path(args.encoder_out) if args.encoder_out else out.with_name(f"{out.stem}.encoder.safetensors")
+    state = Path(args.state) if args.state else None if args.resume else out.with_name(out.name + ".state.pt")
     try:
+        # refuse existing outputs (or a missing resume state) before hours of reading and encoding; the run plans
+        # the same again when it starts (lead=False: nothing is removed here)
+        plan_outputs(out, state, resume=args.resume, overwrite=args.overwrite, how_to_overwrite="--overwrite",
+                     lead=False, extras=(encoder_out,))
         config = _config(args)
         pairs = read_editor_pairs(args.pairs, args.root, on_error=args.on_error)
         val = read_editor_pairs(args.val_pairs, args.root, on_error=args.on_error) if args.val_pairs else None
@@ -127,9 +165,16 @@ def main(argv: list[str] | None = None) -> int:
         if pair_set is not None and pair_set.skipped:
             say(f"skipped {len(pair_set.skipped)} record(s): " + "; ".join(pair_set.skipped[:5]))
     say(f"encoding {len(pairs) + (len(val) if val else 0)} pairs with the frozen VAE and text encoder")
-    features = build_editor_features(pairs, vae_encoder(parts["vae"]),
-                                     clip_text_encoder(parts["tokenizer"], parts["text_encoder"]), val_set=val,
-                                     size=args.size)
+    try:
+        features = build_editor_features(pairs, vae_encoder(parts["vae"]),
+                                         clip_text_encoder(parts["tokenizer"], parts["text_encoder"]), val_set=val,
+                                         size=args.size, on_error=args.on_error,
+                                         on_skip=lambda why: say(f"skipped (undecodable image) {why}"))
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if features.skipped:
+        say(f"left out {len(features.skipped)} pair(s) whose images cannot be decoded; {len(features)} pairs remain")
     backbone = DiffusersEditorBackbone(parts["unet"], parts["vae"], parts["alphas"])
 
     def on_step(step: int, loss: float) -> None:
@@ -145,9 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     resume = f"; resume with --resume {result.state_path}" if result.stopped else ""
-    say(f"{'stopped' if result.stopped else 'done'}: {result.global_step} steps, val mse "
-        f"{result.initial_val_loss:.6g} -> {result.history[-1]['val_loss'] if result.history else float('nan'):.6g}"
+    say(f"{'stopped' if result.stopped else 'done'}: {result.global_step} steps, {_val_summary(result)}"
         f" -> {out}, {encoder_out}{resume}")
     if ddp.active:
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _val_summary(result) -> str:
+    """``val mse A -> B``, or what is missing: a run stopped before its first validation has no B (not nan)."""
+    initial = result.initial_val_loss
+    final = result.history[-1].get("val_loss") if result.history else None
+    if result.stopped and (initial is None or math.isnan(initial)):
+        return "no validation ran (stopped before the first)"
+    if result.stopped and (final is None or math.isnan(final)):
+        return f"val mse {initial:.6g} before training; no validation ran since (stopped before the first)"
+    return f"val mse {initial:.6g} -> {final if final is not None else float('nan'):.6g}"

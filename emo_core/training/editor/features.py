@@ -50,6 +50,7 @@ class EditorFeatures:
         self.source, self.target_mean, self.target_std = source, target_mean, target_std
         self.text, self.text_index, self.directions = text, text_index, directions
         self.val_rows, self.pairs, self.fingerprint = val_rows, pairs, fingerprint
+        self.skipped: list[str] = []  # "<set> pairs record N: <file>: why" of pairs left out (undecodable images)
 
     def __len__(self) -> int:
         return len(self.source)
@@ -70,43 +71,84 @@ class EditorFeatures:
 
 def build_editor_features(pair_set, encode_image: EncodeImage, encode_text: EncodeText, *, val_set=None,
                           size: int = 224, batch_size: int = 8,
-                          on_progress: Callable[[int, int], None] | None = None) -> EditorFeatures:
+                          on_progress: Callable[[int, int], None] | None = None, on_error: str = "stop",
+                          on_skip: Callable[[str], None] | None = None) -> EditorFeatures:
     """Encode every pair of ``pair_set`` (and ``val_set``, appended as the validation rows) once.
 
     ``encode_image``: images in [−1, 1], (B, 3, size, size) -> (posterior mean, posterior std), unscaled.
     ``encode_text``: instructions -> (N, 77, width). ``on_progress(done, total)`` after each image batch.
-    Every pair needs its source_softmax (``editor_pairs.fill_source_softmax``)."""
-    from .data import load_images
+    Every pair needs its source_softmax (``editor_pairs.fill_source_softmax``).
+    A pair whose image cannot be decoded (a truncated or corrupt file: the readers check only the headers):
+    ``on_error="stop"`` raises ``EditorPairsError`` naming the pair (record number) and the file; ``"skip"`` leaves
+    the pair out, calls ``on_skip("<set> record N: <file>: why")`` and lists it in the features' ``skipped``."""
+    from .data import EditorPairsError, load_images
 
-    pairs = list(pair_set.pairs) + (list(val_set.pairs) if val_set is not None else [])
-    if not pairs:
+    if on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
+    train_pairs = list(pair_set.pairs)
+    val_pairs = list(val_set.pairs) if val_set is not None else []
+    if not train_pairs and not val_pairs:
         raise ValueError("editor features: the pair set is empty")
-    directions = torch.stack([pair.direction().float() for pair in pairs])
+    tagged = [("train", p) for p in train_pairs] + [("validation", p) for p in val_pairs]
+    all_directions = [pair.direction().float() for _, pair in tagged]  # a missing softmax fails before encoding
+    kept, skipped, skipped_ids = [], [], []
     sources, means, stds = [], [], []
     with torch.no_grad():
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
-            images = load_images([p.source for p in chunk] + [p.target for p in chunk], size) * 2.0 - 1.0
-            mean, std = encode_image(images)
-            mean, std = mean.float().cpu(), std.float().cpu()
-            sources.append(mean[:len(chunk)])  # the posterior mode of a diagonal Gaussian is its mean
-            means.append(mean[len(chunk):])
-            stds.append(std[len(chunk):])
+        for start in range(0, len(tagged), batch_size):
+            chunk = tagged[start:start + batch_size]
+            try:
+                images = load_images([p.source for _, p in chunk] + [p.target for _, p in chunk], size)
+                good = list(range(len(chunk)))
+            except EditorPairsError:  # find the undecodable pair(s) of this batch, one pair at a time
+                good, images_of = [], []
+                for i, (which, pair) in enumerate(chunk):
+                    try:
+                        images_of.append(load_images([pair.source, pair.target], size))
+                        good.append(i)
+                    except EditorPairsError as exc:
+                        problem = f"{which} pairs record {pair.record}: {exc}"
+                        if on_error == "stop":
+                            raise EditorPairsError(f"{problem} (skipping bad records leaves such pairs out)") from None
+                        skipped.append(problem)
+                        skipped_ids.append(f"{which}:{pair.record}")
+                        if on_skip is not None:
+                            on_skip(problem)
+                images = (torch.cat([torch.cat([i[:1] for i in images_of]), torch.cat([i[1:] for i in images_of])])
+                          if good else None)
+            if good:
+                mean, std = encode_image(images * 2.0 - 1.0)
+                mean, std = mean.float().cpu(), std.float().cpu()
+                sources.append(mean[:len(good)])  # the posterior mode of a diagonal Gaussian is its mean
+                means.append(mean[len(good):])
+                stds.append(std[len(good):])
+                kept.extend((*chunk[i], start + i) for i in good)
             if on_progress is not None:
-                on_progress(min(start + batch_size, len(pairs)), len(pairs))
+                on_progress(min(start + batch_size, len(tagged)), len(tagged))
+        n_train = sum(1 for which, _, _ in kept if which == "train")
+        if n_train == 0:
+            raise EditorPairsError(f"editor features: no training pair has decodable images ({len(skipped)} "
+                                   f"skipped: {'; '.join(skipped[:5])})")
+        if val_set is not None and n_train == len(kept):
+            raise EditorPairsError(f"editor features: no validation pair has decodable images ({len(skipped)} "
+                                   f"skipped: {'; '.join(skipped[:5])})")
+        pairs = [pair for _, pair, _ in kept]
+        directions = torch.stack([all_directions[at] for _, _, at in kept])
         prompts = sorted({pair.prompt for pair in pairs})
         index = {prompt: i for i, prompt in enumerate(prompts)}
         text = torch.cat([encode_text(prompts[i:i + 64]).float().cpu() for i in range(0, len(prompts), 64)])
     features = EditorFeatures(torch.cat(sources), torch.cat(means), torch.cat(stds), text,
                               torch.tensor([index[p.prompt] for p in pairs]), directions,
-                              val_rows=np.arange(len(pair_set.pairs), len(pairs)) if val_set is not None else None,
-                              pairs=pairs, fingerprint=_fingerprint(pair_set, val_set))
+                              val_rows=np.arange(n_train, len(pairs)) if val_set is not None else None,
+                              pairs=pairs, fingerprint=_fingerprint(pair_set, val_set, skipped_ids))
+    features.skipped = skipped
     _check_finite(features)
     return features
 
 
-def _fingerprint(pair_set, val_set) -> str:
+def _fingerprint(pair_set, val_set, skipped=()) -> str:
     parts = [getattr(s, "fingerprint", lambda: "")() for s in (pair_set, val_set) if s is not None]
+    if skipped and any(parts):  # the pairs left out are part of what the features hold
+        parts.append("skipped:" + "|".join(skipped))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16] if any(parts) else ""
 
 

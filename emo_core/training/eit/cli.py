@@ -25,7 +25,7 @@ from ...emoticrafter.eit import EITConfig
 from ..distributed import default_device, init_distributed_from_env
 from ..errors import DatasetError
 from ..loop import NonFiniteError
-from ..outputs import OutputExistsError, pending
+from ..outputs import OutputExistsError, pending, plan_outputs
 from ..settings import AMP_MODES
 from ..stop_flag import StopFlag
 from .data import read_pairs
@@ -111,9 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         if lead:
             print(message, flush=True)
 
+    problem = check_device(args.device)  # after the process group: a bare "cuda" is this rank's GPU
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    state = Path(args.state) if args.state else None if args.resume else out.with_name(out.name + ".state.pt")
     try:
+        # refuse existing outputs (or a missing resume state) before building a feature cache; the run plans the
+        # same again when it starts (lead=False: nothing is removed here)
+        plan_outputs(out, state, resume=args.resume, overwrite=args.overwrite, how_to_overwrite="--overwrite",
+                     lead=False)
         config = _train_config(args, args.resume)
         pairs = read_pairs(args.csv, on_error=args.on_error)
     except (DatasetError, ValueError, OSError) as exc:
@@ -140,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
 
             init_model = load_eit(args.init)
             model_config = None
-    out = Path(args.out)
     n_train = cache.n_rows - math.ceil(config.val_fraction * cache.n_rows)
     steps = math.ceil(n_train / config.batch_size)
 
@@ -165,6 +174,18 @@ def main(argv: list[str] | None = None) -> int:
     if ddp.active:
         torch.distributed.destroy_process_group()
     return 0
+
+
+def check_device(name: str | None) -> str | None:
+    """Why ``--device`` cannot be used (None: it can, or it was not given), found by placing a tensor on it."""
+    if name is None:
+        return None
+    try:
+        torch.zeros(1, device=torch.device(name)).add_(1)
+    except Exception as exc:  # an unknown name, no CUDA build or driver, a missing ordinal
+        why = " ".join(str(exc).split())[:200]
+        return f"--device {name}: not a usable device here ({type(exc).__name__}: {why}); use cpu, cuda, cuda:N ..."
+    return None
 
 
 def _open_cache(args, pairs, ddp, say):
