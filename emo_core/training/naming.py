@@ -4,7 +4,9 @@
 ``validate_inputs``) and at run time (``output_file``), so the two can never disagree:
 
 - a ``str``, not empty;
-- no control characters (NUL, newline, tab, DEL, ...);
+- no control characters (NUL, newline, tab, DEL, C1 controls, ...), no Unicode bidirectional controls (U+061C,
+  U+200E, U+200F, U+202A-U+202E, U+2066-U+2069: ``x\u202egnp.safetensors`` would display as another extension) and
+  no other format characters (category Cf: zero-width spaces, joiners, ...); the message names the code point;
 - a plain file name: none of ``/ \\ : * ? " < > |``;
 - does not start with a dot or a space, does not end with a dot or a space (Windows drops those, other systems hide
   dot files), and is not only dots (``.``, ``..``);
@@ -14,16 +16,23 @@
   limit of a file name).
 
 ``inside(path, roots)`` resolves a path (symlinks and ``..``) and says whether it lies in one of the given folders.
+``regular_file(path, ...)`` resolves a dataset file, refuses it outside given roots or when it is not a regular file
+(a FIFO, a device, a folder: checked with ``os.stat``, never opened), and ``open_regular`` opens it without blocking
+and checks the opened file again.
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
 MAX_NAME_BYTES = 200
 FORBIDDEN_CHARS = '/\\:*?"<>|'
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f" + "".join(map(chr, range(0x202A, 0x202F)))
+                          + "".join(map(chr, range(0x2066, 0x206A))))
 _DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 
 
@@ -36,6 +45,12 @@ def name_problem(name, what: str = "name") -> str | None:
         return f"{what}: the output file name is empty"
     if any(ord(c) < 32 or c == "\x7f" for c in name):
         return f"{what}: {shown} contains control characters (NUL, newline, ...)"
+    hidden = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf") or c in BIDI_CONTROLS), None)
+    if hidden is not None:
+        kind = ("a bidirectional-text control" if hidden in BIDI_CONTROLS else "a control character"
+                if unicodedata.category(hidden) == "Cc" else "an invisible format character")
+        return (f"{what}: the name contains {kind}, U+{ord(hidden):04X} "
+                f"({unicodedata.name(hidden, 'unnamed')}), which can make it display as another name; remove it")
     if any(c in name for c in FORBIDDEN_CHARS):
         return f"{what}: {shown} must be a plain file name (no folders, no / \\ : * ? \" < > |)"
     if name.strip(" .") == "" or name.startswith(".") or name != name.strip() or name.endswith("."):
@@ -82,3 +97,52 @@ def inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> Path 
         except ValueError:  # other drive on Windows
             continue
     return None
+
+
+def regular_file(path: str | os.PathLike, what: str, roots: Iterable[str | os.PathLike] | None = None,
+                 error: type[Exception] = ValueError) -> Path:
+    """The resolved ``path`` (symlinks and ``..``), refused with ``error`` when it lies outside every folder of
+    ``roots`` (when given), is missing, or is not a regular file. Checked with ``os.stat`` only: nothing is opened,
+    so a FIFO or a device never blocks, and nothing of the file is quoted."""
+    real = resolved(path)
+    if roots is not None and inside(real, roots) is None:
+        listed = ", ".join(str(resolved(root)) for root in roots)
+        raise error(f"{what}: {path} leads outside the folders it may be read from ({listed}); it was not read")
+    try:
+        mode = os.stat(real).st_mode
+    except FileNotFoundError:
+        raise error(f"{what}: cannot read {path} (not found)") from None
+    except OSError as exc:
+        raise error(f"{what}: cannot read {path} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{what}: {path} is not a regular file ({_kind(mode)}); give a file")
+    return real
+
+
+def open_regular(path: str | os.PathLike, what: str, error: type[Exception] = ValueError, **text):
+    """``open`` for a file ``regular_file`` accepted, in binary mode, or text mode with ``text`` (encoding=...,
+    errors=..., newline=...): opened non-blocking and checked again (a file swapped for a FIFO meanwhile is
+    refused, not waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise error(f"{what}: cannot read {path} ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{what}: {path} is not a regular file ({_kind(mode)}); give a file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "r" if text else "rb", **text)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO / named pipe"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"

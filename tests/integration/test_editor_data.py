@@ -125,3 +125,64 @@ def test_a_bad_dataset_choice_is_refused_once_at_queue_time(host, tmp_path):
         errors = body["node_errors"]["1"]["errors"]
         assert len(errors) == 1 and errors[0]["details"].startswith("dataset - dataset: "), errors
         assert words in errors[0]["details"], errors
+
+
+SECRET = "TOPSECRET-4c1d"
+SOFTMAX_CELL = "0.125 0.125 0.125 0.125 0.125 0.125 0.125 0.125"
+
+
+def small_folder(host, name: str):
+    folder = fresh(host, name)
+    for sub in ("source", "target"):
+        (folder / sub).mkdir(parents=True)
+        for i, stem in enumerate(("a", "b", "c")):
+            Image.fromarray(np.full((16, 16, 3), 40 * i + 20, np.uint8)).save(folder / sub / f"{stem}.png")
+    return folder
+
+
+def test_a_pairs_csv_symlinked_outside_the_allowed_folders_is_refused_unread(host, tmp_path):
+    secret = tmp_path / "secret.csv"
+    secret.write_text(f"name,class_source,class_target,prompt\n{SECRET},awe,sadness,x\n")
+    folder = small_folder(host, "emo_test_editor_symlinked_csv")
+    (folder / "pairs.csv").symlink_to(secret)
+    for skip in (False, True):
+        message = host.run_error(graph("emo_test_editor_symlinked_csv", skip_bad_records=skip))["exception_message"]
+        assert "outside the folders" in message and SECRET not in message, message
+
+
+def test_fifos_as_the_dataset_are_refused_without_blocking(host):
+    folder = fresh(host, "emo_test_editor_fifo")
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "pairs.json")
+    details = host.rejection(graph("emo_test_editor_fifo/pairs.json"), "1")  # at queue time, never opened
+    assert details.startswith("dataset - dataset: ") and "not a regular file" in details, details
+    folder = small_folder(host, "emo_test_editor_fifo_folder")
+    os.mkfifo(folder / "pairs.csv")
+    message = host.run_error(graph("emo_test_editor_fifo_folder"), timeout=120)["exception_message"]
+    assert "pairs.csv" in message and "not a regular file" in message, message
+    assert host.get("/system_stats")["system"]["comfyui_version"]  # the execution thread is free
+
+
+def test_deeply_nested_json_is_one_line_naming_the_record(host):
+    folder = fresh(host, "emo_test_editor_deep")
+    made = write_synthetic_pairs(folder, n_train=2, n_val=0, size=32, seed=6)
+    records = json.dumps(made["train_records"][:1])
+    deep = "[" * 100_000 + "]" * 100_000
+    (folder / "deep.json").write_text(records[:-1] + ', {"class_source": ' + deep + "}]")
+    for skip in (False, True):
+        message = host.run_error(graph("emo_test_editor_deep/deep.json", skip_bad_records=skip))["exception_message"]
+        assert "record 2: nested too deeply" in message and "\n" not in message.strip(), message
+        assert "RecursionError" not in message, message
+
+
+def test_a_latin1_row_in_a_pairs_folder_is_skipped_or_named_by_its_line(host):
+    folder = small_folder(host, "emo_test_editor_latin1")
+    (folder / "pairs.csv").write_bytes(b"name,class_source,class_target,prompt,source_softmax\n"
+                                       + f"a.png,awe,fear,darken it,{SOFTMAX_CELL}\n".encode()
+                                       + f"b.png,awe,fear,caf\xe9 gloom,{SOFTMAX_CELL}\n".encode("latin-1")
+                                       + f"c.png,awe,fear,darken it more,{SOFTMAX_CELL}\n".encode())
+    message = host.run_error(graph("emo_test_editor_latin1"))["exception_message"]
+    assert "line 3: not UTF-8 text" in message, message
+    text = summary(host, graph("emo_test_editor_latin1", skip_bad_records=True))
+    assert text.startswith("2 pairs from emo_test_editor_latin1, 1 skipped"), text
+    assert "line 3: not UTF-8 text" in text, text

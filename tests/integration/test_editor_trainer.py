@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from comfy_host import COMFY_DIR, HOST_DIR, PYTHON, ensure_tiny_models
 from conftest import load_workflow
 from editor_pairs_synth import write_synthetic_pairs
@@ -200,3 +201,66 @@ def test_training_workflow_on_the_host(host, pairs):
     entry = host.wait(body["prompt_id"], timeout=180)
     assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]]
     assert sha(paths["lora"]) == lora_hash and sha(paths["encoder"]) == encoder_hash
+
+
+def training_graph(**inputs) -> dict:
+    """tiny_training without the edits downstream: the trainer, what it needs, its loss curve and previews."""
+    api = tiny_training(**inputs)
+    keep, todo = set(), ["4", "5", "6"]
+    while todo:
+        node = todo.pop()
+        if node in keep:
+            continue
+        keep.add(node)
+        todo += [v[0] for v in api[node]["inputs"].values() if isinstance(v, list) and len(v) == 2]
+    return {k: v for k, v in api.items() if k in keep}
+
+
+def test_cancel_saves_a_resume_state_and_resume_continues_from_it(host, pairs):
+    """Cancel after a few steps (no periodic checkpoint: checkpoint_every 0) leaves a resume state: the host's
+    progress hook takes the interrupt inside the step callback, and the node still lets the loop save."""
+    name = "test_editor_cancel"
+    paths = files(host, name)
+    remove(paths)
+    marker = "emo-nodes editor training: step 1 "
+    seen = host.log_tail(10**8).count(marker)
+    status, body = host.queue(training_graph(name=name, steps=100000, checkpoint_every=0))
+    assert status == 200, body
+    deadline = time.monotonic() + 300
+    while host.log_tail(10**8).count(marker) <= seen:  # the first step is done
+        assert time.monotonic() < deadline, host.log_tail()
+        time.sleep(0.2)
+    time.sleep(2.0)  # a few more steps
+    host.request("/interrupt", {})
+    entry = host.wait(body["prompt_id"], timeout=180)
+    assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]], entry["status"]
+    assert paths["state"].is_file(), host.log_tail()
+    assert not paths["lora"].exists() and not paths["encoder"].exists()
+    state = torch.load(paths["state"], map_location="cpu", weights_only=True)
+    done = int(state["global_step"])
+    assert 1 <= done < 100000, done
+    state_hash = sha(paths["state"])
+
+    # a refused run (a used name without resume or overwrite) leaves the state byte-identical
+    message = host.run_error(training_graph(name=name, steps=done + 2))["exception_message"]
+    assert name in message, message
+    assert sha(paths["state"]) == state_hash
+
+    host.run(training_graph(name=name, steps=done + 2, resume=True), timeout=600)
+    with safe_open(paths["lora"], "pt") as f:
+        meta = f.metadata()
+    assert meta["steps_completed"] == str(done + 2), meta  # continued from the cancelled step, not from 0
+    assert paths["encoder"].is_file()
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u200f", "\ufeff"])
+def test_a_name_with_bidi_or_format_characters_is_refused_at_queue_time(host, char):
+    folders = (host.base / "models" / "loras", host.base / "models" / "emoeditor",
+               host.base / "user" / "emo-nodes" / "editor_train_states")
+    before = {str(f): sha(f) for folder in folders if folder.is_dir() for f in sorted(folder.rglob("*"))
+              if f.is_file()}
+    details = host.rejection(tiny_training(name=f"x{char}gnp.safetensors"), "4")
+    assert details.startswith("name") and f"U+{ord(char):04X}" in details, details
+    after = {str(f): sha(f) for folder in folders if folder.is_dir() for f in sorted(folder.rglob("*"))
+             if f.is_file()}
+    assert after == before

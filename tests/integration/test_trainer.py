@@ -204,3 +204,27 @@ def test_the_feature_cache_key_survives_reloading_the_checkpoint(host):
     host.run(graph)
     assert len(cache_folders(host, text)) == 2
     assert os.path.isdir(first)
+
+
+def test_a_fifo_as_the_pairs_csv_is_refused_without_blocking(host):
+    fifo = host.base / "input" / "emo_fifo_pairs.csv"
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    try:
+        started = time.monotonic()
+        message = pairs_error(host, "emo_fifo_pairs.csv")  # a reader that opened it would block the host
+        assert "not a regular file" in message and "emo_fifo_pairs.csv" in message, message
+        assert time.monotonic() - started < 60
+        assert host.get("/system_stats")["system"]["comfyui_version"]  # the execution thread is free
+    finally:
+        fifo.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("char", ["\u202e", "\u2066", "\u200b", "\x85"])
+def test_a_name_with_bidi_or_format_characters_is_refused_at_queue_time(host, char):
+    folders = (host.base / "models" / "emoticrafter", host.base / "user" / "emo-nodes" / "train_states")
+    before = hashes(*folders)
+    api = training_only(name=f"x{char}gnp.safetensors")
+    details = host.rejection(api, "4")
+    assert details.startswith("name") and f"U+{ord(char):04X}" in details, details
+    assert hashes(*folders) == before

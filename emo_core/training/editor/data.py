@@ -31,7 +31,7 @@ from PIL import Image
 
 from ...emoeditor.emotions import EMOTIONS, NUM_EMOTIONS, one_hot
 from ..errors import MAX_LISTED, ON_ERROR, DatasetError
-from ..naming import resolved
+from ..naming import open_regular, regular_file, resolved
 from .json_stream import json_array_items
 
 FIELDS = ("img_src_path", "img_tgt_path", "class_source", "class_target", "prompt", "source_softmax")
@@ -264,8 +264,11 @@ def collect(records, root: _Root, need_softmax: bool, on_error: str, source: str
     for number, record in records:
         if tick is not None and number % PROGRESS_EVERY == 0:
             tick()
-        pair, why = (None, str(record)) if isinstance(record, Unusable) else make_pair(record, number, root,
-                                                                                       need_softmax)
+        try:
+            pair, why = (None, str(record)) if isinstance(record, Unusable) else make_pair(record, number, root,
+                                                                                           need_softmax)
+        except RecursionError:  # a value nested too deeply to show or compare
+            pair, why = None, "a value is nested too deeply (lists or objects inside each other)"
         if why:
             problem = f"{label} {number}: {why}"
             if on_error == "stop":
@@ -284,22 +287,20 @@ def collect(records, root: _Root, need_softmax: bool, on_error: str, source: str
 
 def read_editor_pairs(json_path: str | os.PathLike, root: str | os.PathLike, on_error: str = "stop",
                       need_softmax: bool = True, check_images: str = "open",
-                      on_progress: Callable[[int, int], None] | None = None) -> EditorPairSet:
+                      on_progress: Callable[[int, int], None] | None = None,
+                      roots: Sequence[str | os.PathLike] | None = None) -> EditorPairSet:
     """Read and validate an EmoPair JSON whose image paths are relative to ``root``.
 
     ``need_softmax=False`` accepts records without ``source_softmax`` (their pairs hold None; fill them with
     ``fill_source_softmax``). ``check_images``: "open" identifies each image's header with Pillow (catches missing,
     unreadable and non-image files); "exists" only checks that each is a regular file (faster on huge sets).
-    ``on_progress(bytes read, file size)`` is called every PROGRESS_EVERY records (it may raise to cancel)."""
+    ``on_progress(bytes read, file size)`` is called every PROGRESS_EVERY records (it may raise to cancel).
+    ``roots``: the folders the JSON may be read from (resolved, symlinks included; anything else is refused unread).
+    Only a regular file is read (a FIFO or device is refused after an ``os.stat``, never opened)."""
     json_path = Path(json_path)
     root_check = _Root(root, check_images)
-    if not json_path.is_file():
-        raise EditorPairsError(f"{json_path}: EmoPair JSON not found (or not a regular file)")
-    try:
-        handle = open(json_path, encoding="utf-8-sig")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise EditorPairsError(f"{json_path}: cannot read the EmoPair JSON ({exc.strerror or exc})") from None
-    with handle:
+    real = regular_file(json_path, "EmoPair JSON", roots, EditorPairsError)
+    with open_regular(real, "EmoPair JSON", EditorPairsError, encoding="utf-8-sig") as handle:
         try:
             records = enumerate(json_array_items(handle, str(json_path), EditorPairsError), 1)
             size = os.fstat(handle.fileno()).st_size

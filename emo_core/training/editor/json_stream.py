@@ -39,7 +39,11 @@ def json_array_items(handle, source: str, error: type[Exception] = ValueError) -
     def decode(number: int):
         while True:
             try:
-                value, end = decoder.raw_decode(buffer, pos)
+                try:
+                    value, end = decoder.raw_decode(buffer, pos)
+                except RecursionError:  # the C decoder recurses once per nesting level
+                    raise error(f"{source}: record {number}: nested too deeply (lists or objects inside each other "
+                                "hundreds of levels deep); a record is one flat object") from None
                 if end + _LOOKAHEAD <= len(buffer) or eof:
                     return value, end  # (a number cut at the chunk's end would decode short: look ahead)
             except json.JSONDecodeError as exc:

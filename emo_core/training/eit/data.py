@@ -13,11 +13,11 @@ import io
 import math
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MAX_LISTED, ON_ERROR, DatasetError  # the engine's; importable from here too
+from ..naming import open_regular, regular_file
 
 COLUMNS = ("Id", "Arousal", "Valence", "Tag", "Dataset", "Neutral_Prompt", "Emotional_Prompt")
 VA_LIMIT = 3.0  # |arousal|, |valence| <= 3 on the published scale
@@ -67,8 +67,10 @@ def content_hash(data: bytes) -> str:
 
 
 def file_content_hash(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex of a regular file's bytes; anything else (a FIFO, a device, a folder) raises DatasetError after an
+    ``os.stat``, without being opened (a FIFO would block until someone writes to it)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(regular_file(path, "pairs file", error=DatasetError), "pairs file", DatasetError) as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
@@ -88,13 +90,7 @@ def read_pairs(path: str | os.PathLike, on_error: str = "stop") -> PairsData:
     The file is streamed (read in pieces, hashed while read): memory holds the usable rows, never the file. Nothing
     of a file's content is quoted in an error until its first line has been recognised as the pairs header."""
     path = Path(path)
-    try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            raise DatasetError(f"{path}: not a regular file")
-        handle = open(path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot read the pairs CSV ({exc.strerror or exc})") from None
+    handle = open_regular(regular_file(path, "pairs CSV", error=DatasetError), "pairs CSV", DatasetError)
     with handle:
         return _parse_stream(handle, on_error, str(path))
 

@@ -57,11 +57,14 @@ def dataset_path(what: str, name, want_dir: bool | None = None) -> Path:
         raise ValueError(f"{what}: {name!r} is outside the folders datasets are read from ({listed}). Put it in "
                          f"ComfyUI's input folder, or add its folder to extra_model_paths.yaml as "
                          f"'{DATASET_FOLDER}: /path/to/folder'.")
+    kind = "folder" if want_dir else "file" if want_dir is False else "EmoPair JSON or pairs folder"
     for candidate in allowed:
         real = resolved(candidate)
         if (real.is_dir() if want_dir else real.is_file() if want_dir is False else real.exists()):
+            if want_dir is None and not real.is_dir() and not real.is_file():  # os.stat only: never opened
+                raise ValueError(f"{what}: {name!r} is not a regular file or a folder (a FIFO or a device?); give "
+                                 f"an {kind}")
             return real
-    kind = "folder" if want_dir else "file" if want_dir is False else "EmoPair JSON or pairs folder"
     raise FileNotFoundError(f"{what}: {kind} {name!r} not found in {listed}")
 
 
@@ -76,9 +79,11 @@ def dataset_problem(dataset) -> str | None:
 
 
 def folder_fingerprint(folder: Path) -> str:
-    """The pairs CSV's content and every image's name, size and mtime: a hand-made folder changes in place."""
-    digest = hashlib.sha256(file_content_hash(folder / FOLDER_CSV).encode() if (folder / FOLDER_CSV).is_file()
-                            else b"-")
+    """The pairs CSV's content and every image's name, size and mtime: a hand-made folder changes in place. A CSV
+    that resolves outside the dataset folders or is not a regular file is not read (execute reports it)."""
+    csv_file = folder / FOLDER_CSV
+    readable = inside(csv_file, dataset_folders()) is not None and csv_file.is_file()
+    digest = hashlib.sha256(file_content_hash(resolved(csv_file)).encode() if readable else b"-")
     for sub in ("source", "target"):
         entries = sorted(os.scandir(folder / sub), key=lambda e: e.name) if (folder / sub).is_dir() else []
         for entry in entries:
@@ -158,7 +163,8 @@ class EditorPairs(io.ComfyNode):
         check_images = "open" if open_images else "exists"
         need_softmax = predictor is None  # without a predictor every record must bring its source_softmax
         if path.is_dir():
-            pair_set = pairs_from_folder(path, FOLDER_CSV, on_error, need_softmax, check_images)
+            pair_set = pairs_from_folder(path, FOLDER_CSV, on_error, need_softmax, check_images,
+                                         roots=dataset_folders())
         else:
             root = dataset_path("image_root", image_root, want_dir=True) if image_root.strip() else path.parent
             bar = comfy.utils.ProgressBar(max(1, path.stat().st_size))
@@ -167,7 +173,8 @@ class EditorPairs(io.ComfyNode):
                 mm.throw_exception_if_processing_interrupted()
                 bar.update_absolute(done, total)
 
-            pair_set = read_editor_pairs(path, root, on_error, need_softmax, check_images, on_progress)
+            pair_set = read_editor_pairs(path, root, on_error, need_softmax, check_images, on_progress,
+                                         roots=dataset_folders())
         missing = sum(pair.source_softmax is None for pair in pair_set)
         if missing:
             bar = comfy.utils.ProgressBar(missing)

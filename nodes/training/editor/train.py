@@ -10,11 +10,13 @@ outputs feed the Edit and IEI nodes directly: the MODEL carries the result as Co
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 
 import comfy.model_management as mm
+import comfy.ops
 import comfy.utils
 import folder_paths
 import numpy as np
@@ -204,17 +206,18 @@ class TrainEmoEditor(io.ComfyNode):
             row = preview_row(features, config)
             if not resume:
                 run.edit_row(start_encoder, features, row)  # the untrained edit, for comparison
-            with torch.enable_grad():
+            with torch.enable_grad(), interrupts_between_steps():
                 result = train_editor(backbone, start_encoder, features, config, out_path=out_path,
                                       encoder_path=encoder_path, state_path=state_path,
                                       resume=True if resume else None, overwrite=bool(overwrite),
                                       how_to_overwrite=HOW_TO_OVERWRITE, device=unet_device(unet),
                                       extra_metadata={"base_model": type(model.model).__name__},
                                       on_step=run.on_step, on_preview=run.on_preview,
-                                      should_stop=mm.processing_interrupted, log=log.info)
-            if result.stopped:
+                                      should_stop=run.should_stop, log=log.info)
+            if result.stopped:  # Cancel: the loop saved the resume state; the host ends the prompt as interrupted
                 log.info("emo-nodes editor training: stopped; resume state %s", state_path)
                 mm.throw_exception_if_processing_interrupted()
+                raise mm.InterruptProcessingException()  # the progress hook consumed the flag (Run.on_step)
             trained = result.model
             run.edit_row(trained.encoder, features, row)
             weights = backbone.lora_state_dict() if mode == "lora" else \
@@ -231,6 +234,25 @@ class TrainEmoEditor(io.ComfyNode):
         return io.NodeOutput(output, make_patcher(network), image_tensor(run.curve()), previews, summary)
 
 
+@contextlib.contextmanager
+def interrupts_between_steps():
+    """Cancel while the trainer runs ends the current step, then the loop saves the resume state and stops.
+
+    ComfyUI checks the interrupt in every layer of its UNet (``comfy.ops.run_every_op``) and raises it (clearing the
+    flag) in the middle of a forward pass, which would leave the loop before it can save. Inside this block that check
+    is a no-op: the flag stays set for ``Run.should_stop``, polled after every step. Restored on leaving, whatever
+    happens (one prompt runs at a time, so no other node runs meanwhile)."""
+    original = getattr(comfy.ops, "run_every_op", None)
+    if original is None:  # another ComfyUI: nothing to defer
+        yield
+        return
+    comfy.ops.run_every_op = lambda: None
+    try:
+        yield
+    finally:
+        comfy.ops.run_every_op = original
+
+
 def unet_device(unet: torch.nn.Module) -> torch.device:
     return unet.input_blocks[0][0].weight.device
 
@@ -244,13 +266,21 @@ def preview_row(features, config: EditorConfig) -> int:
 
 class Run:
     """Progress, the step-wise loss curve and the preview latents of one run. Previews are decoded after training,
-    so the VAE never displaces the UNet from the device while it trains."""
+    so the VAE never displaces the UNet from the device while it trains.
+
+    Cancel: the host's progress hook raises the interrupt (and clears the flag) inside ``bar.update``; raised from
+    ``on_step`` it would end the run before the loop saves. ``on_step`` keeps it as ``interrupted`` instead, and
+    ``should_stop`` (polled right after each step) then stops the loop, which writes the resume state."""
 
     def __init__(self, backbone: ComfyEditorBackbone, config: EditorConfig):
         self.backbone, self.config = backbone, config
         self.bar = comfy.utils.ProgressBar(config.steps)
         self.history: list[dict] = []
         self.latents: list[torch.Tensor] = []
+        self.interrupted = False
+
+    def should_stop(self) -> bool:
+        return self.interrupted or mm.processing_interrupted()
 
     def on_step(self, step: int, loss: float) -> None:
         self.history.append({"step": step, "train_mse": loss})
@@ -258,7 +288,10 @@ class Run:
         if step == 1 or step % max(1, self.config.steps // 50) == 0 or step == self.config.steps:
             preview = ("JPEG", Image.fromarray(self.curve()), 512)
             log.info("emo-nodes editor training: step %d loss %.5g", step, loss)
-        self.bar.update_absolute(step, self.config.steps, preview)
+        try:
+            self.bar.update_absolute(step, self.config.steps, preview)
+        except mm.InterruptProcessingException:
+            self.interrupted = True
 
     def curve(self) -> np.ndarray:
         return loss_curve_image(self.history, title="EmoEditor training loss", x_label="step", x_key="step")

@@ -79,6 +79,9 @@ def csv_path(name: str) -> str:
         real = resolved(candidate)
         if real.is_file():
             return str(real)
+        if real.exists():  # os.stat only: a FIFO or a device is never opened (it would block the server)
+            kind = "a folder" if real.is_dir() else "a FIFO or a device?"
+            raise ValueError(f"pairs CSV {name!r} is not a regular file ({kind}); give a CSV file")
     raise FileNotFoundError(f"pairs CSV {name!r} not found in {', '.join(str(resolved(f)) for f in folders)} "
                             "(give a name relative to ComfyUI's input folder, or a path inside it)")
 
@@ -256,16 +259,23 @@ class TrainEIT(io.ComfyNode):
         train_rows, _ = published_split(len(features), val_fraction, split_seed)
         steps_per_epoch = -(-len(train_rows) // batch_size)
         bar = comfy.utils.ProgressBar(epochs * steps_per_epoch)
+        interrupted = []  # Cancel taken by the host's progress hook (it clears the flag): stop and save, not raise
+
+        def progress(value, preview=None):
+            try:
+                bar.update_absolute(value, epochs * steps_per_epoch, preview)
+            except mm.InterruptProcessingException:
+                interrupted.append(True)
 
         def on_step(epoch, step, loss):
-            bar.update_absolute((epoch - 1) * steps_per_epoch + step, epochs * steps_per_epoch)
+            progress((epoch - 1) * steps_per_epoch + step)
             if step == 1 or step % 10 == 0:
                 log.info("emo-nodes train: epoch %d step %d loss %.5g", epoch, step, loss)
 
         def on_epoch(record):
             preview = Image.fromarray(loss_curve_image(history + [record]))
             history.append(record)
-            bar.update_absolute(record["epoch"] * steps_per_epoch, epochs * steps_per_epoch, ("JPEG", preview, 512))
+            progress(record["epoch"] * steps_per_epoch, ("JPEG", preview, 512))
 
         history: list[dict] = []
         with torch.inference_mode(False), torch.enable_grad():
@@ -274,10 +284,11 @@ class TrainEIT(io.ComfyNode):
                                overwrite=bool(overwrite), how_to_overwrite=how, init_model=init_model,
                                dataset_hash=features.csv_hash,
                                device=device, on_step=on_step, on_epoch=on_epoch,
-                               should_stop=mm.processing_interrupted, log=log.info)
+                               should_stop=lambda: bool(interrupted) or mm.processing_interrupted(), log=log.info)
         if result.stopped:
             log.info("emo-nodes train: stopped; resume state %s", state_path)
             mm.throw_exception_if_processing_interrupted()
+            raise mm.InterruptProcessingException()  # the progress hook consumed the flag (progress)
         if not out_path.is_file():
             raise RuntimeError(f"training ended without writing {out_path} ({result.epochs_completed} epoch(s) "
                                "completed): no model was trained")
