@@ -50,9 +50,9 @@ echo "setup: ComfyUI requirements and dev tools"
 # diffusers: test-only, for the pipeline-parity tests and for writing tiny models in the published layouts (and the
 # EmoEditor command-line trainer); scikit-image: its bundled sample photos for the synthetic training pairs;
 # grad-cam: test-only, the reference the published ESMI metric used; lpips and torchmetrics: the optional image-quality
-# columns of `evaluate` (weights from local files only).
+# columns of `evaluate` (weights from local files only); ray: the optional engine of `python -m emo_core batch`.
 pip -c "$HOST/constraints.txt" -r "$HOST/requirements.txt" requests pytest ruff "diffusers==0.42.1" playwright \
-  "scikit-image==0.26.0" "grad-cam==1.5.7" "lpips==0.1.4" "torchmetrics==1.9.0"
+  "scikit-image==0.26.0" "grad-cam==1.5.7" "lpips==0.1.4" "torchmetrics==1.9.0" "ray[default]==2.60.0"
 
 # Browser tests: Debian's chromium (playwright cannot download its own browsers here), and the newest frontend
 # from the package index beside the one ComfyUI pins, served with --front-end-root (artists update theirs).
