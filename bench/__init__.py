@@ -16,6 +16,7 @@ BENCHES: dict[str, str] = {
     "closed_loop": "bench.bench_closed_loop:run",  # V-A closed loop: best of K as one batch vs K renders
     "critic": "bench.bench_critic:run",  # V-A critic per image against one SDXL image (published settings)
     "editor_train": "bench.bench_editor_train:run",  # EmoEditor training step, SD 1.5 size: published vs ours
+    "esmi": "bench.bench_esmi:run",  # ESMI per pair against one 30-step edit
 }
 
 # The published modules measured on this project's CPU class (2-core x86-64, fp32, torch default threads). Printed

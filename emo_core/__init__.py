@@ -9,6 +9,8 @@ from .critic.critic import VACritic, load_va_critic  # noqa: F401
 from .emoeditor.continuous import EMOTION_VA_CENTRES, expected_va, va_to_emotions  # noqa: F401
 from .emoeditor.emotions import EMOTIONS, class_index, emotion_direction, one_hot  # noqa: F401
 from .emoeditor.encoder import EmotionEncoder  # noqa: F401
+from .emoeditor.esmi import ESMIScores, esmi, score_edits  # noqa: F401
+from .emoeditor.gradcam import grad_cam  # noqa: F401
 from .emoeditor.iei import IEIResult, run_iei  # noqa: F401
 from .emoeditor.loaders import load_emo_encoder, load_emo_predictor  # noqa: F401
 from .emoeditor.predictor import EmotionPrediction, EmotionPredictor  # noqa: F401
@@ -17,6 +19,7 @@ from .emoticrafter.closed_loop import LoopSettings, run_closed_loop  # noqa: F40
 from .emoticrafter.eit import EITConfig, EmotionInjectionTransformer  # noqa: F401
 from .emoticrafter.eit_io import load_eit, save_eit  # noqa: F401
 from .errors import CheckpointError  # noqa: F401
+from .evaluation.accuracy import emotion_accuracy, va_target_class  # noqa: F401
 from .evaluation.metrics import clip_scores, va_errors  # noqa: F401
 from .training.editor.data import fill_source_softmax, read_editor_pairs  # noqa: F401
 from .training.editor.folder import pairs_from_folder  # noqa: F401

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "caches": ("emo_core.training.eit.caches", "list the EIT feature caches and remove the stale ones"),
     "convert-eit": ("emo_core.emoticrafter.convert", "write a published EIT .pth as a smaller .safetensors"),
     "evaluate": ("emo_core.evaluation.cli", "EmotiCrafter's metrics (V-/A-Error, CLIPScore) over a folder of images"),
+    "evaluate-edits": ("emo_core.evaluation.edits", "EmoEditor's metrics (ESMI, Emo-A) over a folder of edits"),
 }
 
 

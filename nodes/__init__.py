@@ -6,6 +6,7 @@ from .critic.critic import PredictVA, VACriticLoader
 from .emoeditor.continuous import VAToEmotions
 from .emoeditor.edit import EmoEditorLoader, EmotionDirection, EmotionEdit, PredictEmotion
 from .emoeditor.iei import IEILoop
+from .emoeditor.score import ScoreEdit
 from .emoticrafter.closed_loop import VAClosedLoop
 from .emoticrafter.inject import EmotiCrafterLoader, EmotionInjection
 from .emoticrafter.va import EmotionContactSheet, EmotionGrid, EmotionPath, ValenceArousal
@@ -27,6 +28,7 @@ NODES: list[type[io.ComfyNode]] = [
     EditorPairs, TrainEmoEditor,
     VACriticLoader, PredictVA,
     VAClosedLoop,
+    ScoreEdit,
 ]
 
 

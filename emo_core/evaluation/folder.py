@@ -33,6 +33,7 @@ from ..atomic_io import atomic_write, atomic_write_text
 from ..critic.critic import VACritic
 from ..plots.critic import error_heatmap_image
 from ..training.naming import name_problem as results_name_problem
+from .columns import LPIPS_CONTINUOUS, Columns, column_summary, lpips_continuous, score_cell
 from .files import IMAGE_SUFFIXES, ImageProblem, looks_like_image, name_problem, open_image, regular_files
 from .grid_run import grid_run_cells
 from .metrics import PROTOCOL_VALUES, cell_errors, clip_scores, summary
@@ -86,10 +87,13 @@ def refused_entry(path: Path, reason: str) -> dict:
 
 
 def evaluate_folder(folder, critic: VACritic, clip_score: bool = True, name: str = RESULTS,
-                    overwrite: bool = False) -> dict:
+                    overwrite: bool = False, columns: Columns | None = None) -> dict:
     """Score every cell image in ``folder``; write ``<name>.json`` and ``<name>.png`` there and return the report.
     Refuses (before any work) to replace existing results unless ``overwrite``, and a ``name`` that is not a plain
-    file name. Files it cannot use are left out and listed under ``refused`` (see the module docstring)."""
+    file name. Files it cannot use are left out and listed under ``refused`` (see the module docstring).
+    ``columns``: the optional Emo-A, CLIP-IQA and LPIPS-Continuous models (``columns.load_columns``); the report's
+    ``not_measured`` gives the one-line reason for each column that is absent."""
+    columns = columns or Columns()
     problem = results_name_problem(name, "--name")
     if problem:
         raise ValueError(problem)
@@ -128,7 +132,7 @@ def evaluate_folder(folder, critic: VACritic, clip_score: bool = True, name: str
         raise ValueError(f"{folder}: no images named 'V-A (v,a) | prompt.png' (published) or 'V-A (v,a) _ "
                          f"prompt.png' (filesystem-safe), and no ComfyUI grid-run cells; {len(skipped)} other "
                          f"image(s){_refused_note(refused)}")
-    records, features = [], []
+    records, features, scored = [], [], []
     text_cache: dict[str, torch.Tensor] = {}
     for path, valence, arousal, prompt, naming in cells:
         problem = target_problem(valence, arousal)
@@ -148,7 +152,9 @@ def evaluate_folder(folder, critic: VACritic, clip_score: bool = True, name: str
             if prompt not in text_cache:  # one text embedding per prompt (25 cells share it)
                 text_cache[prompt] = critic.embed_texts([prompt])
             record["clip_score"] = clip_scores(embedding, text_cache[prompt]).item()
+        score_cell(columns, pixels, record)
         records.append(record)
+        scored.append(path)
     if not records:
         raise ValueError(f"{folder}: none of its {len(cells)} cell image(s) could be scored{_refused_note(refused)}")
     pred = critic.predict_features(torch.cat(features)).double()
@@ -157,7 +163,15 @@ def evaluate_folder(folder, critic: VACritic, clip_score: bool = True, name: str
         record.update(valence=v, arousal=a, v_error=abs(v - record["target_valence"]),
                       a_error=abs(a - record["target_arousal"]))
     scores = torch.tensor([r["clip_score"] for r in records]) if clip_score else None
-    report = {"folder": str(folder), "summary": summary(pred, target, scores), "cells": cell_errors(pred, target),
+    stats = {**summary(pred, target, scores), **column_summary(columns, records)}
+    reasons, notes, pairs = dict(columns.reasons), [], []
+    if columns.lpips is not None:
+        found, pairs, notes = lpips_continuous(columns.lpips, records, scored, _load)
+        stats.update(found)
+        if not found:
+            reasons[LPIPS_CONTINUOUS] = "not measured: no two cells of one prompt are grid neighbours"
+    report = {"folder": str(folder), "summary": stats, "cells": cell_errors(pred, target),
+              "not_measured": reasons, "notes": notes, "lpips_pairs": pairs,
               "namings": {n: sum(r["naming"] == n for r in records) for n in (*NAMINGS, COMFYUI)},
               "skipped": skipped, "refused": [refused_entry(path, reason) for path, reason in refused],
               "resize": critic.resize, "critic": critic.source, "images": records}

@@ -89,16 +89,28 @@ def summary(pred: torch.Tensor, target: torch.Tensor | None = None,
     return out
 
 
-def format_table(stats: dict, label: str = "this run") -> str:
-    """The paper's table row as markdown: V-Error, A-Error, CLIPScore (mean ± std); '-' where not measured."""
+def format_table(stats: dict, label: str = "this run", not_measured: dict[str, str] | None = None) -> str:
+    """The paper's table row as markdown: V-Error, A-Error, CLIPScore (mean ± std; '-' where not measured), then
+    Emo-A, CLIP-IQA and LPIPS-Continuous where ``stats`` has them, and one line per column in ``not_measured``
+    (column -> reason)."""
     def cell(prefix: str, digits: int) -> str:
         if f"{prefix}_mean" not in stats:
             return "-"
         return f"{stats[prefix + '_mean']:.{digits}f} ± {stats[prefix + '_std']:.{digits}f}"
 
-    return "\n".join(["| | images | V-Error | A-Error | CLIPScore |", "|---|---|---|---|---|",
-                      f"| {label} | {stats.get('images', '-')} | {cell('v', 3)} | {cell('a', 3)} | "
-                      f"{cell('clip_score', 2)} |"])
+    heads, cells = ["images", "V-Error", "A-Error", "CLIPScore"], [str(stats.get("images", "-")), cell("v", 3),
+                                                                   cell("a", 3), cell("clip_score", 2)]
+    if "emo_a" in stats:
+        heads.append("Emo-A")
+        cells.append(f"{100 * stats['emo_a']:.2f} % ({stats['emo_a_hits']}/{stats['emo_a_count']})")
+    for head, prefix in (("CLIP-IQA", "clip_iqa"), ("LPIPS-Continuous", "lpips_continuous")):
+        if f"{prefix}_mean" in stats:
+            heads.append(head)
+            cells.append(cell(prefix, 3))
+    lines = ["| | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|", f"| {label} | " + " | ".join(cells)
+             + " |"]
+    lines += [f"{column}: {reason}" for column, reason in (not_measured or {}).items()]
+    return "\n".join(lines)
 
 
 def as_points(values: Sequence[Sequence[float]]) -> torch.Tensor:

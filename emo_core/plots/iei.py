@@ -11,6 +11,7 @@ import torch
 
 from . import marks
 from .style import AXIS, BAND, BEST, GRID, INK, LINE, PRIMARY, TARGET_MARK, TEXT, as_batch, canvas, font, to_array
+from .style import SECONDARY as ESMI_COLOUR  # each attempt's ESMI against the source, when scored
 
 SSIM_COLOUR = PRIMARY
 
@@ -18,8 +19,9 @@ SSIM_COLOUR = PRIMARY
 def iei_plot_image(run: Mapping, ssim_band: tuple[float, float], confidence: float, target: str,
                    width: int = 720, height: int = 360) -> np.ndarray:
     """(height, width, 3) uint8 picture of one IEI run (``IEIResult.log()``: "trace" entries with "attempt", "ssim",
-    "p_target", "accepted"; "status", "chosen_attempt"). Accepted attempts are filled dots, rejected ones crosses;
-    the chosen attempt is ringed on a vertical line; the SSIM band is shaded, the confidence threshold dashed."""
+    "p_target", "accepted", optionally "esmi"; "status", "chosen_attempt"). Accepted attempts are filled dots,
+    rejected ones crosses; the chosen attempt is ringed on a vertical line; the SSIM band is shaded, the confidence
+    threshold dashed."""
     width, height = max(int(width), 360), max(int(height), 220)
     image, draw = canvas(width, height)
     text = font(TEXT)
@@ -59,7 +61,9 @@ def iei_plot_image(run: Mapping, ssim_band: tuple[float, float], confidence: flo
     marks.vertical_text(image, "p(target), SSIM", 2, (top + bottom) / 2, TEXT)
     if chosen not in (None, "source") and 0 <= int(chosen) < slots:
         draw.line([(x_of(chosen), top), (x_of(chosen), bottom)], fill=BEST, width=2)
-    for key, colour in (("p_target", TARGET_MARK), ("ssim", SSIM_COLOUR)):
+    scored = bool(trace) and all("esmi" in e for e in trace)  # the IEI node's score_esmi option
+    for key, colour in (("p_target", TARGET_MARK), ("ssim", SSIM_COLOUR)) + ((("esmi", ESMI_COLOUR),) if scored
+                                                                            else ()):
         xy = [(x_of(e["attempt"]), y_of(float(e[key]))) for e in trace]
         if len(xy) > 1:
             draw.line(xy, fill=colour, width=2)
@@ -75,7 +79,8 @@ def iei_plot_image(run: Mapping, ssim_band: tuple[float, float], confidence: flo
     marks.legend(draw, left, 26, [
         (f"p({target})", TARGET_MARK, "line"), ("SSIM", SSIM_COLOUR, "line"),
         (f"SSIM band {low:g}-{high:g}", BAND, "box"), (f"confidence {confidence:g}", TARGET_MARK, "dash"),
-        ("accepted", AXIS, "dot"), ("rejected", AXIS, "cross"), ("chosen", BEST, "ring")])
+        ("accepted", AXIS, "dot"), ("rejected", AXIS, "cross"), ("chosen", BEST, "ring")]
+        + ([("ESMI", ESMI_COLOUR, "line")] if scored else []))
     return to_array(image)
 
 

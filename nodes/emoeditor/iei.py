@@ -13,6 +13,7 @@ from comfy_api.latest import io
 from ...emo_core.emoeditor.attempt_rng import PER_ATTEMPT, SEED_ONCE, AttemptDraws
 from ...emo_core.emoeditor.continuous import nearest_class, va_to_emotions
 from ...emo_core.emoeditor.emotions import EMOTIONS
+from ...emo_core.emoeditor.esmi import esmi
 from ...emo_core.emoeditor.iei import VAGoal, check_settings, run_iei
 from ...emo_core.emoeditor.ssim import WIN_SIZE, critic_ssim
 from ...emo_core.plots.iei import iei_plots
@@ -99,7 +100,7 @@ class IEILoop(io.ComfyNode):
     def execute(cls, model, vae, encoder, predictor, source, target, seed, steps, t_min, t_max, resolution, resize,
                 ssim_low, ssim_high, confidence, max_accepted, max_attempts, recompute_direction,
                 rule=CONFIDENCE_RULE, valence=0.0, arousal=0.0, sigma=0.5, va_tolerance=0.3,
-                rng=False, batch=1) -> io.NodeOutput:
+                rng=False, batch=1, score_esmi=False) -> io.NodeOutput:
         settings = edit_settings(steps, t_min, t_max)
         ssim_low, ssim_high = check_number("ssim_low", ssim_low, -1, 1), check_number("ssim_high", ssim_high, -1, 1)
         confidence = check_number("confidence", confidence, 0, 1)
@@ -138,11 +139,14 @@ class IEILoop(io.ComfyNode):
             chosen.append(result.image)
             attempts.extend(result.attempt_images)
             runs.append(result.log() | ({"discarded_edits": result.discarded_edits} if batch > 1 else {}))
+            if score_esmi:  # after the run, from its images: never part of a decision
+                add_esmi(runs[-1], predictor, source[i:i + 1], result.attempt_images, target)
         trace = {"settings": {"target": target, "seed": seed, "steps": steps, "t_min": t_min, "t_max": t_max,
                               "resolution": resolution, "resize": resize, "ssim_band": [ssim_low, ssim_high],
                               "confidence": confidence, "max_accepted": max_accepted, "max_attempts": max_attempts,
                               "recompute_direction": recompute_direction, "note": INIT_NOTE,
                               "rule": rule, "rng": rng, "batch": batch,
+                              **({"score_esmi": True} if score_esmi else {}),
                               **({"valence": valence, "arousal": arousal, "sigma": sigma,
                                   "va_tolerance": va_tolerance} if va else {})},
                  "runs": runs}
@@ -180,7 +184,21 @@ def va_inputs() -> list:
                      tooltip="Attempts edited together while the init image stays the same (first accepted one "
                              "wins, the rest are dropped). Same decisions, trace and result as 1; faster where the "
                              "device has room for the batch (GPU), not on a CPU."),
+        io.Boolean.Input("score_esmi", default=False, optional=True,
+                         tooltip="Add each attempt's ESMI, S_str and S_emo against the source (EmoEditor's published "
+                                 "metric, see Score Edit (ESMI)) to the trace and the trace plot. Scored after the "
+                                 "loop: decisions and images are the same as without it."),
     ]
+
+
+def add_esmi(run: dict, predictor, source: torch.Tensor, attempts: list, target: str) -> None:
+    """Every trace entry of ``run`` gains "esmi", "s_str", "s_emo" of its attempt against ``source``."""
+    if not attempts:
+        return
+    mm.load_models_gpu([predictor])
+    scores = esmi(predictor.model, source, torch.cat(attempts).float().cpu(), target)
+    for entry, (total, structure, emotion) in zip(run["trace"], scores.tolist(), strict=True):
+        entry.update(esmi=total, s_str=structure, s_emo=emotion)
 
 
 def va_options(rule, valence, arousal, sigma, tolerance) -> dict:
