@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
+from ..checks import device_problem
 from ..critic.critic import load_va_critic
 from ..critic.preprocess import RESIZE_METHODS
 from ..training.naming import name_problem
-from ..weights import gist
 from .columns import CLIP_IQA, EMO_A, LPIPS_CONTINUOUS, load_columns
 from .folder import RESULTS, evaluate_folder
 from .metrics import format_table
@@ -65,18 +63,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=RESULTS, help=f"results file name without extension (default {RESULTS})")
     p.add_argument("--overwrite", action="store_true", help="replace existing results of the same name")
     return p
-
-
-def device_problem(text: str) -> str | None:
-    """Why ``--device`` cannot run CLIP (not a torch device, absent, or holding no data), or None."""
-    try:
-        device = torch.device(text)
-        if device.type == "meta":
-            return f"--device {text!r}: meta tensors hold no data; use cpu, cuda, cuda:N or mps"
-        torch.empty(1, device=device)
-    except Exception as exc:  # torch says "no such device" with RuntimeError, AssertionError, ... by backend
-        return f"--device {text!r}: {gist(exc)}"
-    return None
 
 
 def shown(text: str) -> str:

@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 
 from ..atomic_io import atomic_write, atomic_write_text
+from ..checks import device_problem
 from ..emoeditor.emotions import EMOTIONS
 from ..emoeditor.esmi import esmi_report, mean_std, score_pictures
 from ..emoeditor.loaders import load_emo_predictor
@@ -38,7 +39,7 @@ from ..plots.esmi import esmi_picture
 from ..plots.style import INK, LINE, MARGIN, TEXT, canvas, font
 from ..training.naming import name_problem as results_name_problem
 from .accuracy import emotion_accuracy, va_target_class
-from .cli import device_problem, shown
+from .cli import shown
 from .files import ImageProblem, open_image, regular_files
 from .grid_run import embedded_prompt, parse_workflow
 

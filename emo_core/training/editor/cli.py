@@ -23,6 +23,7 @@ from dataclasses import fields
 
 import torch
 
+from ...checks import device_problem
 from ...emoeditor.encoder import EmotionEncoder
 from ...emoeditor.loaders import load_emo_encoder
 from ...errors import CheckpointError
@@ -97,18 +98,6 @@ def check_size(size: int) -> str | None:
     return None
 
 
-def check_device(name: str | None) -> str | None:
-    """Why ``--device`` cannot be used (None: it can, or it was not given), found by placing a tensor on it."""
-    if name is None:
-        return None
-    try:
-        torch.zeros(1, device=torch.device(name)).add_(1)
-    except Exception as exc:  # an unknown name, no CUDA build or driver, a missing ordinal
-        why = " ".join(str(exc).split())[:200]
-        return f"--device {name}: not a usable device here ({type(exc).__name__}: {why}); use cpu, cuda, cuda:N ..."
-    return None
-
-
 def _config(args) -> EditorConfig:
     base = editor_config_from_state(args.resume) if args.resume else EditorConfig()
     values = {f.name: getattr(base, f.name) for f in fields(EditorConfig)}
@@ -137,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if ddp.lead:
             print(message, flush=True)
 
-    problem = check_device(args.device)  # after the process group: a bare "cuda" is this rank's GPU
+    problem = device_problem(args.device)  # after the process group: a bare "cuda" is this rank's GPU
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

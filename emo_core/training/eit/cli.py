@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ...atomic_io import atomic_write, atomic_write_json
+from ...checks import device_problem
 from ...emoticrafter.eit import EITConfig
 from ..distributed import default_device, init_distributed_from_env
 from ..errors import DatasetError
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if lead:
             print(message, flush=True)
 
-    problem = check_device(args.device)  # after the process group: a bare "cuda" is this rank's GPU
+    problem = device_problem(args.device)  # after the process group: a bare "cuda" is this rank's GPU
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -174,18 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     if ddp.active:
         torch.distributed.destroy_process_group()
     return 0
-
-
-def check_device(name: str | None) -> str | None:
-    """Why ``--device`` cannot be used (None: it can, or it was not given), found by placing a tensor on it."""
-    if name is None:
-        return None
-    try:
-        torch.zeros(1, device=torch.device(name)).add_(1)
-    except Exception as exc:  # an unknown name, no CUDA build or driver, a missing ordinal
-        why = " ".join(str(exc).split())[:200]
-        return f"--device {name}: not a usable device here ({type(exc).__name__}: {why}); use cpu, cuda, cuda:N ..."
-    return None
 
 
 def _open_cache(args, pairs, ddp, say):

@@ -65,10 +65,10 @@ def assert_one_line_error(done, *needles):
 def test_bogus_device_is_refused_by_both_trainers(setup, tmp_path):
     tmp, info = setup
     done, seconds = run(editor(tmp, info, tmp_path / "e.safetensors", "--device", "bogus"))
-    assert_one_line_error(done, "--device bogus")
+    assert_one_line_error(done, "--device 'bogus'")
     assert "encoding" not in done.stdout and seconds < FAST_S
     done, seconds = run(eit(tmp_path, "--out", str(tmp_path / "eit.safetensors"), "--device", "bogus"))
-    assert_one_line_error(done, "--device bogus")
+    assert_one_line_error(done, "--device 'bogus'")
     assert not (tmp_path / "cache").exists() and seconds < FAST_S  # refused before building the feature cache
     assert not list(tmp_path.glob("*.safetensors*"))
 
