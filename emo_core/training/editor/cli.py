@@ -19,18 +19,16 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import fields
 
 import torch
 
-from ...checks import device_problem
 from ...emoeditor.encoder import EmotionEncoder
 from ...emoeditor.loaders import load_emo_encoder
 from ...errors import CheckpointError
-from ..distributed import init_distributed_from_env
+from ..command import launch, refuse_existing_outputs, settings_from_args
 from ..errors import DatasetError
 from ..loop import NonFiniteError
-from ..outputs import OutputExistsError, plan_outputs
+from ..outputs import OutputExistsError
 from ..stop_flag import StopFlag
 from .precision import PRECISIONS
 from .task import EditorConfig, editor_config_from_state, train_editor
@@ -98,16 +96,6 @@ def check_size(size: int) -> str | None:
     return None
 
 
-def _config(args) -> EditorConfig:
-    base = editor_config_from_state(args.resume) if args.resume else EditorConfig()
-    values = {f.name: getattr(base, f.name) for f in fields(EditorConfig)}
-    for option, name in _OPTIONS.items():
-        value = getattr(args, option)
-        if value is not None:
-            values[name] = tuple(value) if name == "lora_targets" else value
-    return EditorConfig(**values)
-
-
 def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
@@ -120,27 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    ddp = init_distributed_from_env()
-
-    def say(message: str) -> None:
-        if ddp.lead:
-            print(message, flush=True)
-
-    problem = device_problem(args.device)  # after the process group: a bare "cuda" is this rank's GPU
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
     encoder_out = Path(args.encoder_out) if args.encoder_out else out.with_name(f"{out.stem}.encoder.safetensors")
-    state = Path(args.state) if args.state else None if args.resume else out.with_name(out.name + ".state.pt")
     try:
-        # refuse existing outputs (or a missing resume state) before hours of reading and encoding; the run plans
-        # the same again when it starts (lead=False: nothing is removed here)
-        plan_outputs(out, state, resume=args.resume, overwrite=args.overwrite, how_to_overwrite="--overwrite",
-                     lead=False, extras=(encoder_out,))
-        config = _config(args)
+        ddp, say = launch(args)
+        refuse_existing_outputs(out, args, extras=(encoder_out,))
+        base = editor_config_from_state(args.resume) if args.resume else EditorConfig()
+        config = settings_from_args(EditorConfig, base, args, _OPTIONS)
         pairs = read_editor_pairs(args.pairs, args.root, on_error=args.on_error)
         val = read_editor_pairs(args.val_pairs, args.root, on_error=args.on_error) if args.val_pairs else None
         parts = load_ip2p_folder(args.pretrained, args.editor)

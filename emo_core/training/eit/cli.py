@@ -15,18 +15,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 
 from ...atomic_io import atomic_write, atomic_write_json
-from ...checks import device_problem
 from ...emoticrafter.eit import EITConfig
-from ..distributed import default_device, init_distributed_from_env
+from ..command import launch, refuse_existing_outputs, settings_from_args
+from ..distributed import default_device
 from ..errors import DatasetError
 from ..loop import NonFiniteError
-from ..outputs import OutputExistsError, pending, plan_outputs
+from ..outputs import OutputExistsError, pending
 from ..settings import AMP_MODES
 from ..stop_flag import StopFlag
 from .data import read_pairs
@@ -93,39 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _train_config(args, state_path: str | None) -> TrainConfig:
-    base = train_config_from_state(state_path) if state_path else TrainConfig()
-    values = {f.name: getattr(base, f.name) for f in fields(TrainConfig)}
-    for option, name in _TRAIN_OPTIONS.items():
-        value = getattr(args, option)
-        if value is not None:
-            values[name] = tuple(value) if name == "density_clip" else value
-    return TrainConfig(**values)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    ddp = init_distributed_from_env()
-    lead = ddp.rank == 0
-
-    def say(message: str) -> None:
-        if lead:
-            print(message, flush=True)
-
-    problem = device_problem(args.device)  # after the process group: a bare "cuda" is this rank's GPU
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = Path(args.out)
-    state = Path(args.state) if args.state else None if args.resume else out.with_name(out.name + ".state.pt")
     try:
-        # refuse existing outputs (or a missing resume state) before building a feature cache; the run plans the
-        # same again when it starts (lead=False: nothing is removed here)
-        plan_outputs(out, state, resume=args.resume, overwrite=args.overwrite, how_to_overwrite="--overwrite",
-                     lead=False)
-        config = _train_config(args, args.resume)
+        ddp, say = launch(args)
+        refuse_existing_outputs(out, args)
+        base = train_config_from_state(args.resume) if args.resume else TrainConfig()
+        config = settings_from_args(TrainConfig, base, args, _TRAIN_OPTIONS)
         pairs = read_pairs(args.csv, on_error=args.on_error)
     except (DatasetError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -155,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = math.ceil(n_train / config.batch_size)
 
     def on_step(epoch: int, step: int, loss: float) -> None:
-        if lead and (step % max(args.log_every, 1) == 0 or step == steps):
+        if ddp.lead and (step % max(args.log_every, 1) == 0 or step == steps):
             print(f"epoch {epoch} step {step}/{steps} loss {loss:.6g}", flush=True)
 
     try:
@@ -167,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OutputExistsError, FileNotFoundError, NonFiniteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if lead:
+    if ddp.lead:
         _write_outputs(args, out, result)
         state = f"; resume with --resume {result.state_path}" if result.stopped else ""
         say(f"{'stopped' if result.stopped else 'done'}: {result.epochs_completed} epoch(s), best val "
