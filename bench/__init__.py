@@ -17,6 +17,7 @@ BENCHES: dict[str, str] = {
     "critic": "bench.bench_critic:run",  # V-A critic per image against one SDXL image (published settings)
     "editor_train": "bench.bench_editor_train:run",  # EmoEditor training step, SD 1.5 size: published vs ours
     "esmi": "bench.bench_esmi:run",  # ESMI per pair against one 30-step edit
+    "batch": "bench.bench_batch:run",  # batch: 25 jobs over 2 ComfyUI workers vs 1; driver overhead per job
 }
 
 # The published modules measured on this project's CPU class (2-core x86-64, fp32, torch default threads). Printed

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert-eit": ("emo_core.emoticrafter.convert", "write a published EIT .pth as a smaller .safetensors"),
     "evaluate": ("emo_core.evaluation.cli", "EmotiCrafter's metrics (V-/A-Error, CLIPScore) over a folder of images"),
     "evaluate-edits": ("emo_core.evaluation.edits", "EmoEditor's metrics (ESMI, Emo-A) over a folder of edits"),
+    "batch": ("emo_core.batch.cli", "an API workflow over many jobs on one ComfyUI or many (Ray), resumable"),
 }
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 from conftest import load_workflow
 from PIL import Image
-from queue_client import WebSocket
 from tiny_graph import TINY_ATTEMPTS, TINY_STEPS, for_tiny_models
 
+from emo_core.batch.client import WebSocket
 from emo_core.emoeditor.kinds import peek_kind
 from emo_core.emoeditor.loaders import EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND
 

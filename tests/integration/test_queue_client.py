@@ -1,4 +1,5 @@
-"""tools/queue_client.py (the "Queue from a script" example) against real ComfyUI hosts on the tiny models."""
+"""emo_core.batch's client and in-process scheduler (and the batch command) against real ComfyUI hosts on the tiny
+models."""
 
 import json
 import threading
@@ -8,8 +9,11 @@ import pytest
 from comfy_host import HOST_DIR, ComfyHost, ensure_tiny_models, free_port
 from paths import ROOT
 from PIL import Image
-from queue_client import Job, load_workflow, main, run_all, set_input
 from tiny_graph import for_tiny_models
+
+from emo_core.batch.cli import main
+from emo_core.batch.client import Job, load_workflow, set_input
+from emo_core.batch.scheduler import run_all
 
 T2I = ROOT / "workflows" / "api" / "emoticrafter_text_to_image.json"
 
@@ -82,11 +86,13 @@ def test_queues_follows_progress_and_downloads(host, tmp_path):
 
 
 def test_cli_reports_a_rejected_prompt(host, tmp_path, capsys):
-    rc = main(["--server", host.url, "--workflow", str(T2I), "--tiny", "--va", "-2,-1", "--set", "KSampler:steps=0",
-               "--out", str(tmp_path)])
+    workflow = tmp_path / "emoticrafter_text_to_image.json"
+    workflow.write_text(json.dumps(for_tiny_models(load_workflow(T2I))))
+    rc = main([str(workflow), "--server", host.url, "--va", "-2,-1", "--set", "KSampler:steps=0",
+               "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert rc == 1 and "emoticrafter_text_to_image_v-2_a-1: FAILED" in out and "HTTP 400" in out
-    assert "value_smaller_than_min" in out and not list(tmp_path.iterdir())
+    assert rc == 1 and "V-A (-2,-1) _ a lighthouse on a rocky coast: FAILED" in out and "HTTP 400" in out
+    assert "value_smaller_than_min" in out and not list((tmp_path / "out").iterdir())
 
 
 def test_spreads_over_servers_and_requeues_the_work_of_a_server_that_goes_away(host, spare_host, tmp_path):

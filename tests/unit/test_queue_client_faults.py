@@ -1,4 +1,5 @@
-"""tools/queue_client.py against a fake ComfyUI that misbehaves: every fault ends the job with a clear error, fast.
+"""emo_core.batch (client, scheduler, cli) against a fake ComfyUI that misbehaves: every fault ends the job with a
+clear error, fast.
 
 The fake is the standard library only: http.server for /prompt, /queue, /history and /view, and a hand-written
 websocket handshake and frames on the raw socket of its /ws request. Every client call runs in a thread joined with
@@ -21,7 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from paths import ROOT
-from queue_client import Job, run_all
+
+from emo_core.batch.client import Job
+from emo_core.batch.scheduler import run_all
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
@@ -345,10 +348,12 @@ def test_cli_exit_status_and_report(fake, tmp_path):
     workflow = tmp_path / "wf.json"
     workflow.write_text(json.dumps(job().prompt))
 
-    def cli(*extra):
-        return subprocess.run([sys.executable, str(ROOT / "tools" / "queue_client.py"), "--server", fake.url,
-                               "--workflow", str(workflow), "--out", str(tmp_path / "out"), *extra],
-                              capture_output=True, text=True, timeout=30)
+    runs = iter(range(10))
+
+    def cli(*extra):  # a fresh --out each time: a rerun into the same folder would skip the finished job
+        return subprocess.run([sys.executable, "-m", "emo_core", "batch", str(workflow), "--server", fake.url,
+                               "--out", str(tmp_path / f"out{next(runs)}"), *extra],
+                              capture_output=True, text=True, timeout=30, cwd=ROOT)
 
     ok = cli("--timeout", "5")
     assert ok.returncode == 0 and "1 done, 0 failed" in ok.stdout, ok.stdout + ok.stderr
