@@ -18,6 +18,7 @@ BENCHES: dict[str, str] = {
     "editor_train": "bench.bench_editor_train:run",  # EmoEditor training step, SD 1.5 size: published vs ours
     "esmi": "bench.bench_esmi:run",  # ESMI per pair against one 30-step edit
     "batch": "bench.bench_batch:run",  # batch: 25 jobs over 2 ComfyUI workers vs 1; driver overhead per job
+    "region": "bench.bench_region:run",  # Emotion Region per image, and what a mask adds, against one edit
 }
 
 # The published modules measured on this project's CPU class (2-core x86-64, fp32, torch default threads). Printed

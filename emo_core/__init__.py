@@ -14,6 +14,7 @@ from .emoeditor.gradcam import grad_cam  # noqa: F401
 from .emoeditor.iei import IEIResult, run_iei  # noqa: F401
 from .emoeditor.loaders import load_emo_encoder, load_emo_predictor  # noqa: F401
 from .emoeditor.predictor import EmotionPrediction, EmotionPredictor  # noqa: F401
+from .emoeditor.region import emotion_region  # noqa: F401
 from .emoeditor.ssim import critic_ssim  # noqa: F401
 from .emoticrafter.closed_loop import LoopSettings, run_closed_loop  # noqa: F401
 from .emoticrafter.eit import EITConfig, EmotionInjectionTransformer  # noqa: F401

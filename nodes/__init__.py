@@ -6,6 +6,7 @@ from .critic.critic import PredictVA, VACriticLoader
 from .emoeditor.continuous import VAToEmotions
 from .emoeditor.edit import EmoEditorLoader, EmotionDirection, EmotionEdit, PredictEmotion
 from .emoeditor.iei import IEILoop
+from .emoeditor.region import EmotionRegion
 from .emoeditor.score import ScoreEdit
 from .emoticrafter.closed_loop import VAClosedLoop
 from .emoticrafter.inject import EmotiCrafterLoader, EmotionInjection
@@ -29,6 +30,7 @@ NODES: list[type[io.ComfyNode]] = [
     VACriticLoader, PredictVA,
     VAClosedLoop,
     ScoreEdit,
+    EmotionRegion,
 ]
 
 

@@ -43,6 +43,8 @@ PICTURE = {
     "emoticrafter_img2img_controlnet": ["source", "15"],
     "emoticrafter_morph": ["13"],
     "emoeditor_train": ["5", "10"],
+    "emoticrafter_regional": ["source", "16", "15"],
+    "emoeditor_regional": ["source", "8", "5"],
 }
 
 

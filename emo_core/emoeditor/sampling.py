@@ -70,3 +70,10 @@ def vp_rescale(samples: torch.Tensor, final_sigma: torch.Tensor) -> torch.Tensor
     if sigma.ndim:
         sigma = sigma_column(sigma, samples.ndim)
     return samples / torch.sqrt(1.0 + sigma ** 2)
+
+
+def masked_start(init_latent: torch.Tensor, source_latent: torch.Tensor, latent_mask: torch.Tensor) -> torch.Tensor:
+    """Where a regional edit starts: the init latent inside the mask (1), the source latent outside (0), so that
+    the unmasked part is the source's from the first step on (ComfyUI's noise-mask sampling then holds it on the
+    source's noised trajectory). Exactly ``init_latent`` where the mask is 1, ``source_latent`` where it is 0."""
+    return init_latent * latent_mask + source_latent * (1.0 - latent_mask)

@@ -12,6 +12,7 @@ from comfy_api.latest import io
 from ...emo_core.emoeditor.continuous import direction_towards
 from ...emo_core.emoeditor.emotions import EMOTIONS, emotion_direction
 from ...emo_core.emoeditor.loaders import EDITOR_KIND, ENCODER_KIND, PREDICTOR_KIND
+from ...emo_core.emoeditor.region import edit_masks
 from ...emo_core.images import resize_images, rgb_images
 from ...emo_core.plots.bars import chart_batch
 from ..shared.editing import predict
@@ -28,6 +29,7 @@ from .inputs import (
     edit_inputs,
     edit_rules,
     edit_settings,
+    mask_input,
     pick,
     source_at_edit_size,
     source_images,
@@ -174,6 +176,7 @@ class EmotionEdit(io.ComfyNode):
                                     "the direction is built from 'predictor' and 'target'."),
                 EMO_PREDICTOR.Input("predictor", optional=True),
                 target_input(optional=True, tip="Used only when 'direction' is not connected."),
+                mask_input(),
             ],
             outputs=[io.Image.Output(display_name="image")],
         )
@@ -188,7 +191,7 @@ class EmotionEdit(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, vae, encoder, source, seed, steps, t_min, t_max, resolution, resize, init_image=None,
-                direction=None, predictor=None, target=DEFAULT_TARGET) -> io.NodeOutput:
+                direction=None, predictor=None, target=DEFAULT_TARGET, mask=None) -> io.NodeOutput:
         settings = edit_settings(steps, t_min, t_max)
         source = source_images(source)
         init_image = None if init_image is None else rgb_images(init_image, "init_image")
@@ -204,12 +207,14 @@ class EmotionEdit(io.ComfyNode):
         check_batch("init_image", init_image, count)
         generator = torch.Generator().manual_seed(seed)
         sources = source_at_edit_size(source, resolution, resize)
+        masks = edit_masks(mask, count, tuple(sources.shape[1:3]))  # an all-zero mask gives the source back
         inits = None if init_image is None else resize_images(init_image, tuple(sources.shape[1:3]))
         width, pooled = encoder_width(encoder)
         progress = EditProgress(model, count, settings.steps)  # one bar over every step of every edit
         edits = []
         for i in range(count):
-            editor = Editor(model, vae, encoder, sources[i:i + 1], settings, generator, seed).prepare(width, pooled)
+            editor = Editor(model, vae, encoder, sources[i:i + 1], settings, generator, seed,
+                            mask=masks[i]).prepare(width, pooled)
             init = pick(inits, i) if inits is not None else editor.source
             if count > 1:
                 show_text(f"edit {i + 1} of {count}")

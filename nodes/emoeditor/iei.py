@@ -15,6 +15,7 @@ from ...emo_core.emoeditor.continuous import nearest_class, va_to_emotions
 from ...emo_core.emoeditor.emotions import EMOTIONS
 from ...emo_core.emoeditor.esmi import esmi
 from ...emo_core.emoeditor.iei import VAGoal, check_settings, run_iei
+from ...emo_core.emoeditor.region import edit_masks, is_empty
 from ...emo_core.emoeditor.ssim import WIN_SIZE, critic_ssim
 from ...emo_core.plots.iei import iei_plots
 from ...emo_core.plots.plane import va_trace_plots
@@ -28,6 +29,7 @@ from .inputs import (
     edit_inputs,
     edit_settings,
     iei_rules,
+    mask_input,
     source_at_edit_size,
     source_images,
     target_input,
@@ -78,6 +80,7 @@ class IEILoop(io.ComfyNode):
                                          "softmax); on = the paper's reading (softmax of the latest accepted "
                                          "image)."),
                 *va_inputs(),
+                mask_input(),
             ],
             outputs=[io.Image.Output(display_name="image"), io.Image.Output(display_name="attempts"),
                      io.String.Output(display_name="trace"),
@@ -100,7 +103,7 @@ class IEILoop(io.ComfyNode):
     def execute(cls, model, vae, encoder, predictor, source, target, seed, steps, t_min, t_max, resolution, resize,
                 ssim_low, ssim_high, confidence, max_accepted, max_attempts, recompute_direction,
                 rule=CONFIDENCE_RULE, valence=0.0, arousal=0.0, sigma=0.5, va_tolerance=0.3,
-                rng=False, batch=1, score_esmi=False) -> io.NodeOutput:
+                rng=False, batch=1, score_esmi=False, mask=None) -> io.NodeOutput:
         settings = edit_settings(steps, t_min, t_max)
         ssim_low, ssim_high = check_number("ssim_low", ssim_low, -1, 1), check_number("ssim_high", ssim_high, -1, 1)
         confidence = check_number("confidence", confidence, 0, 1)
@@ -117,12 +120,19 @@ class IEILoop(io.ComfyNode):
         draws_state = None  # batched / per-attempt draws: seed_once continues from image to image
         sources = source_at_edit_size(source, resolution, resize, WIN_SIZE, f"the critic's SSIM ({WIN_SIZE}-pixel "
                                                                             "window)")
-        width, pooled = encoder_width(encoder)
         count = source.shape[0]
+        masks = edit_masks(mask, count, tuple(sources.shape[1:3]))
+        for i, m in enumerate(masks):
+            if is_empty(m):
+                raise ValueError(f"mask: the mask{f' of image {i + 1}' if len(masks) > 1 else ''} is 0 everywhere, "
+                                 "so no attempt could change anything; paint the region to edit, or lower the "
+                                 "Emotion Region threshold")
+        width, pooled = encoder_width(encoder)
         progress = EditProgress(model, count * max_attempts, settings.steps)  # every step of every possible attempt
         chosen, attempts, runs = [], [], []
         for i in range(count):
-            editor = Editor(model, vae, encoder, sources[i:i + 1], settings, generator, seed).prepare(width, pooled)
+            editor = Editor(model, vae, encoder, sources[i:i + 1], settings, generator, seed,
+                            mask=masks[i]).prepare(width, pooled)
             where = f"image {i + 1} of {count}: " if count > 1 else ""
             draws = None
             if rng == PER_ATTEMPT or batch > 1:
@@ -138,7 +148,8 @@ class IEILoop(io.ComfyNode):
             progress.skip_to((i + 1) * max_attempts)  # the loop may end before its cap
             chosen.append(result.image)
             attempts.extend(result.attempt_images)
-            runs.append(result.log() | ({"discarded_edits": result.discarded_edits} if batch > 1 else {}))
+            runs.append(result.log() | ({"discarded_edits": result.discarded_edits} if batch > 1 else {})
+                        | ({"mask_share": float(masks[i].mean())} if masks[i] is not None else {}))
             if score_esmi:  # after the run, from its images: never part of a decision
                 add_esmi(runs[-1], predictor, source[i:i + 1], result.attempt_images, target)
         trace = {"settings": {"target": target, "seed": seed, "steps": steps, "t_min": t_min, "t_max": t_max,
@@ -147,6 +158,7 @@ class IEILoop(io.ComfyNode):
                               "recompute_direction": recompute_direction, "note": INIT_NOTE,
                               "rule": rule, "rng": rng, "batch": batch,
                               **({"score_esmi": True} if score_esmi else {}),
+                              **({"regional": True} if mask is not None else {}),
                               **({"valence": valence, "arousal": arousal, "sigma": sigma,
                                   "va_tolerance": va_tolerance} if va else {})},
                  "runs": runs}

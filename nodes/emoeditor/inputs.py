@@ -53,6 +53,16 @@ def edit_inputs() -> list:
     ]
 
 
+def mask_input() -> io.Mask.Input:
+    """The regional-edit mask (optional, last input of the edit and IEI nodes)."""
+    return io.Mask.Input("mask", optional=True,
+                         tooltip="Regional edit (extension): 1 = edit, 0 = keep the source (e.g. from Emotion Region "
+                                 "(EmoEditor) or a painted mask); any size, resized to the edit size; one mask for "
+                                 "all images or one per image. Outside the mask the denoising keeps the source "
+                                 "(ComfyUI's noise-mask sampling) and the result is composited over the source with "
+                                 "the mask's feather: unmasked pixels are exactly the source's at the edit size.")
+
+
 def edit_rules(values: dict) -> dict[str, str]:
     """Queue-time rules between literal edit settings (nodes/shared/prompt_hook.py reports each on its input)."""
     problems = {}

@@ -17,6 +17,16 @@ attempts from one init image as one batch: ComfyUI's samplers take one schedule 
 PerSampleEuler repeats KSAMPLER.sample + sample_euler (noise scaling item by item, one conditional model call per
 step through the guider) with one schedule per item; a batch of one reproduces ``Editor.edit`` bit for bit, a
 larger batch agrees to float rounding (see emo_core's module).
+
+Regional edits (a ``mask`` on the Editor, 1 = edit, 0 = keep): ComfyUI's own noise-mask sampling. The pixel mask at
+the edit size goes to the guider as ``denoise_mask`` (ComfyUI reshapes it to the latent, bilinear, as for Set
+Latent Noise Mask), and every model call goes through ``comfy.samplers.KSamplerX0Inpaint``: outside the mask the
+model sees the source latent noised with the edit's noise at the step's sigma, and its output there is the source
+latent. The start latent is the init latent inside the mask and the source latent outside
+(``emo_core.emoeditor.sampling.masked_start``), so the unmasked part follows the source's noised trajectory even
+when the init is another image (IEI's later attempts). The decoded image is composited over the source with the
+mask (``emo_core.emoeditor.region.composite``): unmasked pixels are exactly the source's at the edit size. A mask
+of ones gives the unmasked edit bit for bit; no mask runs the code paths above unchanged.
 """
 
 from __future__ import annotations
@@ -25,13 +35,16 @@ from dataclasses import dataclass
 
 import comfy.model_base
 import comfy.model_management as mm
+import comfy.sampler_helpers
 import comfy.samplers
 import torch
 
 from ...emo_core.emoeditor.attempt_rng import AttemptDraws
+from ...emo_core.emoeditor.region import composite, is_empty
 from ...emo_core.emoeditor.sampling import (
     euler_per_item,
     is_max_denoise,
+    masked_start,
     per_item_sigmas,
     timesteps_with_final,
     vp_rescale,
@@ -92,13 +105,15 @@ def emotion_conditioning(encoded, source_latent: torch.Tensor, pixel_size: tuple
 
 
 def denoise(model, conditioning: list, init_latent: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor,
-            seed: int, callback=None) -> torch.Tensor:
+            seed: int, callback=None, denoise_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Noise ``init_latent`` (unscaled VAE latent) at sigmas[0] and run Euler (= DDIM, eta 0) with one conditional
     pass per step; returns the unscaled latent at DDIM's variance-preserving scale. ``callback(step, x0, x, total)``
-    is called after every step (progress and previews: nodes/shared/progress.py); the console bar stays off."""
+    is called after every step (progress and previews: nodes/shared/progress.py); the console bar stays off.
+    ``denoise_mask`` (1, 1, H, W), optional: ComfyUI's noise-mask sampling, ``init_latent`` held outside it."""
     sampler = comfy.samplers.ksampler("euler")
+    extra = {} if denoise_mask is None else {"denoise_mask": denoise_mask}
     samples = conditional_guider(model, conditioning).sample(noise, init_latent, sampler, sigmas, callback=callback,
-                                                             disable_pbar=True, seed=seed)
+                                                             disable_pbar=True, seed=seed, **extra)
     return vp_rescale(samples.to(mm.intermediate_device()), sigmas[-1])
 
 
@@ -123,6 +138,7 @@ class Editor:
     seed: int
     source_latent: torch.Tensor | None = None
     is_sdxl: bool = False
+    mask: torch.Tensor | None = None  # (1, H, W) at the edit size: 1 = edit, 0 = keep the source (regional edit)
 
     def prepare(self, token_width: int, has_pooled: bool) -> Editor:
         self.settings.check()
@@ -138,15 +154,36 @@ class Editor:
         is a posterior sample, an extra draw in between; ComfyUI's VAE gives the mode.)"""
         T = draw_T(self.generator, self.settings)
         timesteps = edit_timesteps(T, self.settings.steps)
+        if is_empty(self.mask):  # nothing to edit: the source, with the same draws (later images are unaffected)
+            torch.randn(self.source_latent.shape, generator=self.generator, dtype=torch.float32)
+            return self.source.float().clone(), EditInfo(T, timesteps)
         encoded = encode_direction(self.encoder, direction)
         init_latent = self.vae.encode(init)
         noise = torch.randn(init_latent.shape, generator=self.generator, dtype=torch.float32)
         size = tuple(self.source.shape[1:3]) if self.is_sdxl else None
         conditioning = emotion_conditioning(encoded, self.source_latent, size)
-        latent = denoise(self.model, conditioning, init_latent, noise, edit_sigmas(self.model, timesteps), self.seed,
-                         callback)
+        sigmas = edit_sigmas(self.model, timesteps)
+        if self.mask is None:
+            latent = denoise(self.model, conditioning, init_latent, noise, sigmas, self.seed, callback)
+        else:
+            latent = denoise(self.model, conditioning, self.start_latent(init_latent), noise, sigmas, self.seed,
+                             callback, self.pixel_mask())
         image = self.vae.decode(latent).float()
-        return image.reshape(1, *image.shape[-3:]), EditInfo(T, timesteps)
+        return self.composited(image.reshape(1, *image.shape[-3:])), EditInfo(T, timesteps)
+
+    def pixel_mask(self) -> torch.Tensor:
+        """The regional mask as ComfyUI's Set Latent Noise Mask stores it: (1, 1, H, W)."""
+        return self.mask.reshape(1, 1, *self.mask.shape[-2:]).float()
+
+    def start_latent(self, init_latent: torch.Tensor) -> torch.Tensor:
+        """The init latent inside the mask, the source latent outside (the mask reshaped to the latent by ComfyUI's
+        ``prepare_mask``, as the sampler will)."""
+        latent_mask = comfy.sampler_helpers.prepare_mask(self.pixel_mask(), init_latent.shape, init_latent.device)
+        return masked_start(init_latent, self.source_latent.to(init_latent), latent_mask.to(init_latent))
+
+    def composited(self, images: torch.Tensor) -> torch.Tensor:
+        """Decoded edits (B, H, W, 3) over the source with the mask (unchanged without one)."""
+        return images if self.mask is None else composite(images, self.source, self.mask)
 
 
 def encoder_width(encoder) -> tuple[int, bool]:
@@ -170,6 +207,11 @@ class PerSampleEuler(comfy.samplers.Sampler):
                                          is_max_denoise(float(sigmas[0, i]), sigma_max))
             for i in range(noise.shape[0])])
         options = {"model_options": extra_args["model_options"], "seed": extra_args.get("seed")}
+        if denoise_mask is not None:  # regional edit: ComfyUI's noise-mask model wrapper, per-item sigmas
+            model_k = comfy.samplers.KSamplerX0Inpaint(model_wrap, sigmas)
+            model_k.latent_image, model_k.noise = latent_image, noise
+            options["denoise_mask"] = denoise_mask
+            model_wrap = model_k
         x = euler_per_item(lambda latent, sigma: model_wrap(latent, sigma, **options), x, sigmas, callback)
         return model_sampling.inverse_noise_scaling(sigmas[-1], x)
 
@@ -187,10 +229,13 @@ def edit_attempts(editor: Editor, draws: AttemptDraws, init: torch.Tensor, direc
     noise = torch.cat([n for _, n in drawn])
     size = tuple(editor.source.shape[1:3]) if editor.is_sdxl else None
     conditioning = emotion_conditioning(encoded, editor.source_latent, size)
+    extra = {}
+    if editor.mask is not None:  # regional edit (see the module's docstring)
+        init_latent, extra = editor.start_latent(init_latent), {"denoise_mask": editor.pixel_mask()}
     latents = conditional_guider(editor.model, conditioning).sample(
         noise, init_latent.expand(len(attempts), *init_latent.shape[1:]), PerSampleEuler(), sigmas,
-        callback=callback, disable_pbar=True, seed=editor.seed)
+        callback=callback, disable_pbar=True, seed=editor.seed, **extra)
     latents = vp_rescale(latents.to(mm.intermediate_device()), sigmas[-1])
     images = editor.vae.decode(latents).float()
-    images = images.reshape(-1, *images.shape[-3:])
+    images = editor.composited(images.reshape(-1, *images.shape[-3:]))
     return [(images[i:i + 1], EditInfo(T, ts)) for i, ((T, _), ts) in enumerate(zip(drawn, timesteps, strict=True))]

@@ -4,6 +4,7 @@ and with emo_core, and ``evaluate-edits`` scores the folder an IEI run saved (so
 import io
 import json
 import math
+import shutil
 import subprocess
 
 import numpy as np
@@ -101,11 +102,10 @@ def test_score_node_reports_esmi_and_a_picture(host):
 
 
 def test_evaluate_edits_scores_a_saved_iei_run(host, tmp_path):
+    folder = host.base / "output" / "emo-nodes" / "test_esmi" / "cli"
+    shutil.rmtree(folder, ignore_errors=True)  # the host's output folder outlives a test session
     entry = host.run(iei_workflow("cli", True))
     (run,) = trace_of(entry)["runs"]
-    folder = host.base / "output" / "emo-nodes" / "test_esmi" / "cli"
-    for old in folder.glob("edit_metrics.*"):
-        old.unlink()
     command = [str(PYTHON), "-m", "emo_core", "evaluate-edits", str(folder), "--predictor", str(PREDICTOR),
                "--sources", str(host.base / "input")]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
