@@ -66,7 +66,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
     try:
         safetensors_header(str(path))  # checked in Python first: the library can panic on absurd headers
     except (ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: cannot read: not a valid safetensors file ({exc})") from None
+        raise CheckpointError(f"{path}: cannot read: unreadable or corrupt safetensors file ({exc})") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})

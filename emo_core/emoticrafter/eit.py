@@ -14,10 +14,10 @@ published checkpoint loads after three edits: strip ``module.``, drop ``wte``, k
 (``emo_core.emoticrafter.eit_io`` does this).
 
 Two execution paths give the same function: the plain path (``fast=False``) is a readable reference with manual
-softmax attention; the fast path uses ``scaled_dot_product_attention`` for self-attention, folds the 16-token
-cross-attentions into two small per-context matrices (by default only for one prompt without autograd; training and
-batches of distinct prompts use SDPA cross-attention, measured faster there), shares prompt-only work across a V-A
-grid and computes the A/V features once per distinct value.
+softmax attention; the fast path uses ``scaled_dot_product_attention`` for self-attention, runs each 16-token
+cross-attention either with SDPA or folded into two small per-context matrices (chosen per call by the shape and
+device rule of ``emo_core.emoticrafter.eit_paths``), shares prompt-only work across a V-A grid and computes the A/V
+features once per distinct value.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .eit_paths import use_folded
 
 CONV1D_INIT_STD = 0.02  # GPT-2 initializer_range, also the std of every Conv1D weight at construction
 
@@ -133,38 +135,47 @@ class ConditionedAttention(nn.Module):
         """Precompute the per-context matrices for ``forward_folded``; context is (U, T, n_embd), T small (16).
 
         Per head h: scores = (x Wq_h + bq_h) K_hᵀ / sqrt(d) = x (Wq_h K_hᵀ / sqrt(d)) + bq_h K_hᵀ / sqrt(d), and
-        probs V_h Wp_h = probs (V_h Wp_h). With T = 16 this costs ~2·n·H·T MACs per token instead of ~2·n².
-        """
+        probs V_h Wp_h = probs (V_h Wp_h): ~2·n·H·T MACs per token instead of ~2·n². One product per head over
+        all U·T context tokens (no weight copied per context)."""
         n_ctx, n_tok, width = context.shape
         heads, dim = self.n_head, self.head_dim
         k, v = self.c_z(context).split(width, dim=-1)
-        # Batched matmuls over (context, head): scores and values of each head folded into its weights.
-        k_t = k.reshape(n_ctx, n_tok, heads, dim).permute(0, 2, 3, 1) / math.sqrt(dim)  # (U, H, d, T)
+        k_t = (k.reshape(n_ctx * n_tok, heads, dim) / math.sqrt(dim)).permute(1, 2, 0)  # (H, d, U*T)
         w_q = self.c_q.weight.view(width, heads, dim).transpose(0, 1)  # (H, n, d)
-        qk = torch.matmul(w_q, k_t).permute(0, 2, 1, 3).reshape(n_ctx, width, heads * n_tok)
-        qk_bias = torch.matmul(self.c_q.bias.view(heads, 1, dim), k_t).reshape(n_ctx, 1, heads * n_tok)
-        v_h = v.reshape(n_ctx, n_tok, heads, dim).transpose(1, 2)  # (U, H, T, d)
-        vp = torch.matmul(v_h, self.c_proj.weight.view(heads, dim, width))  # (U, H, T, n)
-        return FoldedCrossAttention(qk, qk_bias, vp.reshape(n_ctx, heads * n_tok, width))
+        qk = torch.bmm(w_q, k_t).view(heads, width, n_ctx, n_tok).permute(2, 1, 0, 3)
+        qk_bias = torch.bmm(self.c_q.bias.view(heads, 1, dim), k_t).view(heads, n_ctx, n_tok).transpose(0, 1)
+        v_h = v.reshape(n_ctx * n_tok, heads, dim).transpose(0, 1)  # (H, U*T, d)
+        vp = torch.bmm(v_h, self.c_proj.weight.view(heads, dim, width)).view(heads, n_ctx, n_tok, width)
+        return FoldedCrossAttention(qk.reshape(n_ctx, width, heads * n_tok),
+                                    qk_bias.reshape(n_ctx, 1, heads * n_tok),
+                                    vp.transpose(0, 1).reshape(n_ctx, heads * n_tok, width))
 
     def forward_folded(self, x: torch.Tensor, folded: FoldedCrossAttention, index: torch.Tensor | None,
                        ) -> torch.Tensor:
-        """x (B, L, n) against folded contexts; row b uses context ``index[b]`` (None: context b, or the only one)."""
+        """x (B, L, n) against folded contexts; row b uses context ``index[b]`` (None: context b, or the only one).
+        On the CPU the rows of each context run as one GEMM (no per-row copy of the folded matrices)."""
         qk, qk_bias, vp = folded.qk, folded.qk_bias, folded.vp
-        if index is not None:
+        if qk.shape[0] == 1:  # one context for all rows: single large GEMMs
+            return self._folded_rows(x, qk[0], qk_bias[0], vp[0])
+        if index is not None and x.device.type == "cpu":
+            order = torch.argsort(index, stable=True)
+            rows = order.split(torch.bincount(index, minlength=qk.shape[0]).tolist())
+            parts = [self._folded_rows(x[r], qk[u], qk_bias[u], vp[u]) for u, r in enumerate(rows) if r.numel()]
+            return torch.cat(parts).index_select(0, torch.argsort(order))
+        if index is not None:  # accelerators: gather (one batched product beats U small ones)
             qk, qk_bias, vp = qk[index], qk_bias[index], vp[index]
-        batch, length, _ = x.shape
-        if qk.shape[0] == 1 and batch > 1:  # one context for all rows: a single large GEMM
-            scores = torch.addmm(qk_bias[0], x.reshape(batch * length, -1), qk[0]).view(batch, length, -1)
-        else:
-            scores = torch.baddbmm(qk_bias, x, qk)
-        probs = scores.view(batch, length, self.n_head, -1).softmax(dim=-1)
-        probs = F.dropout(probs, self._attn_dropout_p(), self.training).view(batch, length, -1)
-        if vp.shape[0] == 1 and batch > 1:
-            out = torch.addmm(self.c_proj.bias, probs.reshape(batch * length, -1), vp[0]).view(batch, length, -1)
-        else:
-            out = torch.baddbmm(self.c_proj.bias, probs, vp)
-        return self.resid_dropout(out)
+        probs = torch.baddbmm(qk_bias, x, qk)
+        return self.resid_dropout(torch.baddbmm(self.c_proj.bias, self._head_softmax(probs), vp))
+
+    def _folded_rows(self, x: torch.Tensor, qk: torch.Tensor, qk_bias: torch.Tensor, vp: torch.Tensor):
+        """Rows x (b, L, n) that share one folded context, as two plain GEMMs."""
+        scores = torch.addmm(qk_bias, x.reshape(-1, x.shape[-1]), qk).view(*x.shape[:2], -1)
+        out = torch.addmm(self.c_proj.bias, self._head_softmax(scores).flatten(0, 1), vp)
+        return self.resid_dropout(out.view(x.shape))
+
+    def _head_softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        probs = scores.view(*scores.shape[:2], self.n_head, -1).softmax(dim=-1)
+        return F.dropout(probs, self._attn_dropout_p(), self.training).view(scores.shape)
 
 
 class MLP(nn.Module):
@@ -212,17 +223,19 @@ class Block(nn.Module):
         h = n + self.attn_v.forward_plain(n, ctx.valence)
         return h + self.mlp(self.ln_2(h), fast=False)
 
-    def forward_fast(self, h: torch.Tensor, ctx: VAContext, batch: int, fold: bool) -> torch.Tensor:
+    def forward_fast(self, h: torch.Tensor, ctx: VAContext, batch: int, fold: bool | tuple) -> torch.Tensor:
         """``h`` may have batch 1 while ``batch`` > 1 (one prompt, many V-A points): the self-attention sub-layer
-        depends on the prompt alone, so it runs once before broadcasting."""
+        depends on the prompt alone, so it runs once before broadcasting. ``fold``: folded cross-attention for
+        both streams, or (arousal, valence)."""
+        fold_a, fold_v = (fold, fold) if isinstance(fold, bool) else fold
         n = self.ln_1(h)
         h = n + self.attn.forward_sdpa(n, n)
         if h.shape[0] != batch:
             h = h.expand(batch, -1, -1)
         n = self.ln_a(h)
-        h = n + self._cross(self.attn_a, n, ctx.arousal, ctx.arousal_index, fold)
+        h = n + self._cross(self.attn_a, n, ctx.arousal, ctx.arousal_index, fold_a)
         n = self.ln_v(h)
-        h = n + self._cross(self.attn_v, n, ctx.valence, ctx.valence_index, fold)
+        h = n + self._cross(self.attn_v, n, ctx.valence, ctx.valence_index, fold_v)
         return h + self.mlp(self.ln_2(h), fast=True)
 
     @staticmethod
@@ -252,9 +265,9 @@ class EmotionInjectionTransformer(nn.Module):
     (a V-A grid over one prompt). Inputs are cast to the module's dtype; the output comes back in ``embeds``' dtype.
 
     ``fast`` (attribute, or per call) picks the optimised path; ``fold_cross`` (attribute) picks the folded
-    cross-attention inside it (True) or SDPA (False); None, the default, picks per call what measured fastest on CPU:
-    folded for one prompt without autograd (a V-A grid), SDPA with autograd (training) or distinct prompts. All
-    paths compute the same function and support autograd and train-mode dropout.
+    cross-attention inside it (True) or SDPA (False); None, the default, applies the deterministic shape and device
+    rule of ``emo_core.emoticrafter.eit_paths`` per stream. All paths compute the same function and support
+    autograd and train-mode dropout.
     """
 
     def __init__(self, config: EITConfig | None = None, fast: bool = True, fold_cross: bool | None = None):
@@ -296,8 +309,9 @@ class EmotionInjectionTransformer(nn.Module):
         h = self.drop(self.xl_feature2gpt_feature(x) + self.wpe.weight[:length])
         if fast:
             ctx = self._va_context(arousal_col, valence_col, dedupe=not self.training)
+            fold = self._fold(embeds, ctx, batch)
             for block in self.h:
-                h = block.forward_fast(h, ctx, batch, self._fold(embeds))
+                h = block.forward_fast(h, ctx, batch, fold)
         else:
             ctx = VAContext(self._va_tokens(self.a_f, arousal_col.expand(batch, 1)),
                             self._va_tokens(self.v_f, valence_col.expand(batch, 1)))
@@ -307,14 +321,14 @@ class EmotionInjectionTransformer(nn.Module):
         # Add in the caller's dtype: a bf16 module then only rounds the change, not the prompt itself.
         return embeds + delta.to(embeds.dtype)
 
-    def _fold(self, embeds: torch.Tensor) -> bool:
-        """Folded cross-attention, unless ``fold_cross`` says otherwise: by default whenever no gradient is needed.
-        Measured on a quiet 2-core CPU (full size, B=25): folded 1.61 s vs SDPA 1.89 s for 25 distinct prompts, 1.63
-        vs 1.84 s for a 5x5 grid over one prompt; with autograd (training) SDPA is faster, since the folded matrices
-        must then be differentiated too."""
+    def _fold(self, embeds: torch.Tensor, ctx: VAContext, batch: int) -> tuple[bool, bool]:
+        """(arousal, valence): folded cross-attention? ``fold_cross`` if set, else ``eit_paths.use_folded``."""
         if self.fold_cross is not None:
-            return self.fold_cross
-        return not (torch.is_grad_enabled() and (embeds.requires_grad or self.wpe.weight.requires_grad))
+            return self.fold_cross, self.fold_cross
+        cfg, device = self.config, self.wpe.weight.device.type
+        grad = torch.is_grad_enabled() and (embeds.requires_grad or self.wpe.weight.requires_grad)
+        return tuple(use_folded(device, batch, tokens.shape[0], embeds.shape[1], cfg.n_embd, cfg.n_head,
+                                cfg.n_tokens, grad) for tokens in (ctx.arousal, ctx.valence))
 
     def _va_tokens(self, mlp: nn.Sequential, values: torch.Tensor) -> torch.Tensor:
         """(U, 1) raw values -> (U, n_tokens, n_embd) condition tokens."""

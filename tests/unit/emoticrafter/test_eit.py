@@ -237,3 +237,29 @@ def test_published_initialisation():
     bound = 1 / 256 ** 0.5  # a_f.2 keeps PyTorch's Linear default: U(±1/sqrt(fan_in))
     assert model.a_f[2].weight.abs().max() <= bound and model.a_f[2].weight.abs().max() > 0.9 * bound
     assert model.a_f[0].weight.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("fold_cross", [True, False])
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_golden_case_matches_with_each_forced_cross_attention(golden, config, fold_cross):
+    """Whatever the default rule picks, both cross-attentions of the fast path stay within the golden tolerance."""
+    model = load_eit(golden / "eit" / config / "weights.safetensors", heads=heads_of(golden / "eit" / config))
+    model.fold_cross = fold_cross
+    for case_path in cases_of(golden / "eit" / config):
+        case = load_file(case_path)
+        err = max_err(run(model, case, fast=True), case["expected"])
+        assert err <= FP32_ATOL, f"{case_path.name} fold_cross={fold_cross}: max abs error {err:.3g}"
+
+
+@pytest.mark.parametrize("fold_cross", [True, False, None])
+def test_repeated_values_grouped_per_context_equal_the_plain_path(fold_cross):
+    """Distinct prompts whose V-A values repeat (U < B): the folded rows run grouped per context on the CPU."""
+    model = tiny_model()
+    model.fold_cross = fold_cross
+    embeds = torch.randn(6, 20, 48)
+    valence = torch.tensor([1.0, -2.0, 1.0, 3.0, -2.0, 1.0])
+    arousal = torch.tensor([0.5, 0.5, 0.5, 0.5, 0.5, -1.0])
+    with torch.no_grad():
+        fast = model(embeds, valence=valence, arousal=arousal)
+        plain = model(embeds, valence=valence, arousal=arousal, fast=False)
+    assert max_err(fast, plain) <= 1e-5 and max_err(fast[0], fast[2]) > 0.1
