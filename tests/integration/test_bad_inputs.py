@@ -21,7 +21,8 @@ from tiny_graph import TINY_FILES, for_tiny_models
 PREFIX = "EmoNodes_"
 # The base graphs of nodes with linked inputs (the first workflow holding a node gives its base).
 WORKFLOWS = ["emoticrafter_text_to_image", "emoticrafter_grid_5x5", "emoeditor_single_edit", "emoeditor_iei_loop",
-             "emoticrafter_train_eit", "emoeditor_train", "emoticrafter_closed_loop", "emoticrafter_metrics_5x5"]
+             "emoticrafter_train_eit", "emoeditor_train", "emoticrafter_closed_loop", "emoticrafter_metrics_5x5",
+             "emoeditor_regional"]
 UNKNOWN = "__no_such_option__"
 # Combos checked when the node runs (before any work), not at queue time: the host checks no V3 combo, and repeats a
 # validate_inputs error on every input the function names, which these nodes keep for their model-file combos
@@ -60,11 +61,21 @@ def defaults(info: dict) -> dict:
     return values
 
 
+def with_score_edit(api: dict) -> dict:
+    """The single-edit workflow scoring its edit with Score Edit (ESMI), the one node no example workflow holds."""
+    api = copy.deepcopy(api)
+    api["50"] = {"class_type": "EmoNodes_ScoreEdit",
+                 "inputs": {"predictor": ["2", 3], "source": ["1", 0], "edit": ["5", 0], "target": "awe"}}
+    return api
+
+
 def base_graphs(object_info: dict) -> dict[str, tuple[dict, str]]:
     """{class_type: (graph, node_id)}: a valid graph per EmoNodes_* node whose only output depends on it."""
     bases = {}
     for name in WORKFLOWS:
         api = for_tiny_models(load_workflow(name)[0])
+        if name == "emoeditor_single_edit":
+            api = with_score_edit(api)
         for nid, node in api.items():
             if node["class_type"].startswith(PREFIX) and node["class_type"] not in bases:
                 bases[node["class_type"]] = (with_preview(upstream(api, nid), nid), nid)
