@@ -24,9 +24,9 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import EmoError
+from ..safe_files import NotRegularFile, file_kind, open_regular
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOCTTY", 0)
 
 
 class ImageProblem(EmoError, ValueError):
@@ -65,16 +65,8 @@ def regular_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
         if stat.S_ISREG(mode):
             files.append(path)
         elif looks_like_image(path.name):
-            others.append((path, f"not a regular file ({_kind(mode)})"))
+            others.append((path, f"not a regular file ({file_kind(mode)})"))
     return files, others
-
-
-def _kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
-        if test(mode):
-            return kind
-    return "not a plain file"
 
 
 @contextlib.contextmanager
@@ -82,14 +74,12 @@ def open_image(path: Path) -> Iterator[Image.Image]:
     """The image at ``path`` (lazily decoded: load or convert inside the ``with``); ``ImageProblem`` when it is not
     a regular file, too large for Pillow's decompression-bomb limit, or not an image Pillow can read."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        handle = open_regular(path)
+    except NotRegularFile as exc:
+        raise ImageProblem(str(exc)) from None
     except OSError as exc:
         raise ImageProblem(f"cannot open it ({exc.strerror or type(exc).__name__})") from None
-    handle = os.fdopen(fd, "rb")
     with handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise ImageProblem(f"not a regular file ({_kind(mode)})")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -29,6 +29,9 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from .. import safe_files
+from ..safe_files import NotRegularFile, file_kind
+
 MAX_NAME_BYTES = 200
 FORBIDDEN_CHARS = '/\\:*?"<>|'
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f" + "".join(map(chr, range(0x202A, 0x202F)))
@@ -115,34 +118,17 @@ def regular_file(path: str | os.PathLike, what: str, roots: Iterable[str | os.Pa
     except OSError as exc:
         raise error(f"{what}: cannot read {path} ({exc.strerror or exc})") from None
     if not stat.S_ISREG(mode):
-        raise error(f"{what}: {path} is not a regular file ({_kind(mode)}); give a file")
+        raise error(f"{what}: {path} is not a regular file ({file_kind(mode)}); give a file")
     return real
 
 
 def open_regular(path: str | os.PathLike, what: str, error: type[Exception] = ValueError, **text):
-    """``open`` for a file ``regular_file`` accepted, in binary mode, or text mode with ``text`` (encoding=...,
-    errors=..., newline=...): opened non-blocking and checked again (a file swapped for a FIFO meanwhile is
-    refused, not waited on)."""
+    """``emo_core.safe_files.open_regular`` for a file ``regular_file`` accepted, failures as ``error`` naming
+    ``what``."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        return safe_files.open_regular(path, **text)
+    except NotRegularFile as exc:
+        raise error(f"{what}: {path} is {exc}; give a file") from None
     except OSError as exc:
         raise error(f"{what}: cannot read {path} ({exc.strerror or exc})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise error(f"{what}: {path} is not a regular file ({_kind(mode)}); give a file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "r" if text else "rb", **text)
-    except BaseException:
-        os.close(fd)
-        raise
 
-
-def _kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO / named pipe"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "not a plain file"

@@ -8,48 +8,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
 from pytorch_grad_cam import GradCAM
+from resnet_pair import comfy, models, smooth_image
 from scipy.stats import entropy
 
 import emo_core
 from emo_core.emoeditor.emotions import EMOTIONS
 from emo_core.emoeditor.esmi import kl_to_target, s_emo, score_edits
 from emo_core.emoeditor.gradcam import grad_cam
-from emo_core.emoeditor.predictor import EmotionPredictor
 
 SIZES = [(224, 224), (300, 451), (100, 150), (512, 384)]
-
-
-def models(seed: int):
-    """torchvision's ResNet-18 (grad-cam's reference) and ours with the same seeded weights, BN statistics moved
-    off their defaults so the maps are not trivial."""
-    torch.manual_seed(seed)
-    tv = torchvision.models.resnet18(weights=None, num_classes=8)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, buffer in tv.named_buffers():
-            if name.endswith("running_mean"):
-                buffer.copy_(torch.randn(buffer.shape, generator=g) * 0.1)
-            elif name.endswith("running_var"):
-                buffer.copy_(torch.rand(buffer.shape, generator=g) + 0.5)
-    tv.eval()
-    ours = EmotionPredictor()
-    ours.load_state_dict(tv.state_dict())
-    return tv, ours.eval().requires_grad_(False)
-
-
-def smooth_image(seed: int, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8: coarse random colours upsampled, plus noise."""
-    g = np.random.RandomState(seed)
-    coarse = Image.fromarray(g.randint(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size[::-1], Image.BILINEAR)
-    noisy = np.asarray(coarse, dtype=np.int16) + g.randint(-20, 21, (*size, 3))
-    return np.clip(noisy, 0, 255).astype(np.uint8)
-
-
-def comfy(*pictures: np.ndarray) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(p).float() / 255 for p in pictures])
 
 
 def published(tv, source: np.ndarray, edit: np.ndarray, target: str) -> dict:
