@@ -64,3 +64,33 @@ class EditProgress:
     def skip_to(self, edit_index: int) -> None:
         """Jump to the start of edit ``edit_index`` (IEI ended before its cap: the bar still reaches its end)."""
         self.bar.update_absolute(edit_index * self.steps, self.bar.total)
+
+
+class TrainingProgress:
+    """A trainer node's progress bar that keeps Cancel for the training loop.
+
+    The host's progress hook raises the interrupt (and clears the flag) inside ``bar.update``; raised from a step
+    callback it would end the run before the loop saves. ``update`` keeps it instead, ``should_stop`` (the loop's
+    poll after every step) then stops the loop, which writes its resume state, and ``end_if_stopped`` ends the
+    prompt as interrupted afterwards."""
+
+    def __init__(self, total: int):
+        self.total = max(1, int(total))
+        self.bar = comfy.utils.ProgressBar(self.total)
+        self.interrupted = False
+
+    def update(self, value: int, preview=None) -> None:
+        try:
+            self.bar.update_absolute(value, self.total, preview)
+        except mm.InterruptProcessingException:
+            self.interrupted = True
+
+    def should_stop(self) -> bool:
+        return self.interrupted or mm.processing_interrupted()
+
+    @staticmethod
+    def end_if_stopped(stopped: bool) -> None:
+        """After a stopped run: the host ends the prompt as interrupted (the hook may have consumed the flag)."""
+        if stopped:
+            mm.throw_exception_if_processing_interrupted()
+            raise mm.InterruptProcessingException()

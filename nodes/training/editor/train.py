@@ -36,6 +36,7 @@ from ....emo_core.training.naming import output_file
 from ....emo_core.training.outputs import plan_outputs
 from ...shared.models import EMOEDITOR, make_patcher
 from ...shared.outputs import name_rules, work_dir
+from ...shared.progress import TrainingProgress
 from ...shared.sockets import CATEGORY, EMO_ENCODER
 from ...shared.validation import check_inputs
 from .backbone import (
@@ -214,10 +215,9 @@ class TrainEmoEditor(io.ComfyNode):
                                       extra_metadata={"base_model": type(model.model).__name__},
                                       on_step=run.on_step, on_preview=run.on_preview,
                                       should_stop=run.should_stop, log=log.info)
-            if result.stopped:  # Cancel: the loop saved the resume state; the host ends the prompt as interrupted
+            if result.stopped:  # Cancel: the loop saved the resume state
                 log.info("emo-nodes editor training: stopped; resume state %s", state_path)
-                mm.throw_exception_if_processing_interrupted()
-                raise mm.InterruptProcessingException()  # the progress hook consumed the flag (Run.on_step)
+            run.progress.end_if_stopped(result.stopped)
             trained = result.model
             run.edit_row(trained.encoder, features, row)
             weights = backbone.lora_state_dict() if mode == "lora" else \
@@ -266,21 +266,14 @@ def preview_row(features, config: EditorConfig) -> int:
 
 class Run:
     """Progress, the step-wise loss curve and the preview latents of one run. Previews are decoded after training,
-    so the VAE never displaces the UNet from the device while it trains.
-
-    Cancel: the host's progress hook raises the interrupt (and clears the flag) inside ``bar.update``; raised from
-    ``on_step`` it would end the run before the loop saves. ``on_step`` keeps it as ``interrupted`` instead, and
-    ``should_stop`` (polled right after each step) then stops the loop, which writes the resume state."""
+    so the VAE never displaces the UNet from the device while it trains. Cancel: see ``TrainingProgress``."""
 
     def __init__(self, backbone: ComfyEditorBackbone, config: EditorConfig):
         self.backbone, self.config = backbone, config
-        self.bar = comfy.utils.ProgressBar(config.steps)
+        self.progress = TrainingProgress(config.steps)
+        self.should_stop = self.progress.should_stop
         self.history: list[dict] = []
         self.latents: list[torch.Tensor] = []
-        self.interrupted = False
-
-    def should_stop(self) -> bool:
-        return self.interrupted or mm.processing_interrupted()
 
     def on_step(self, step: int, loss: float) -> None:
         self.history.append({"step": step, "train_mse": loss})
@@ -288,10 +281,7 @@ class Run:
         if step == 1 or step % max(1, self.config.steps // 50) == 0 or step == self.config.steps:
             preview = ("JPEG", Image.fromarray(self.curve()), 512)
             log.info("emo-nodes editor training: step %d loss %.5g", step, loss)
-        try:
-            self.bar.update_absolute(step, self.config.steps, preview)
-        except mm.InterruptProcessingException:
-            self.interrupted = True
+        self.progress.update(step, preview)
 
     def curve(self) -> np.ndarray:
         return loss_curve_image(self.history, title="EmoEditor training loss", x_label="step", x_key="step")

@@ -31,6 +31,7 @@ from ....emo_core.training.naming import inside, output_file, resolved
 from ....emo_core.training.outputs import plan_outputs
 from ...shared.models import EMOTICRAFTER, make_patcher
 from ...shared.outputs import name_rules, work_dir
+from ...shared.progress import TrainingProgress
 from ...shared.sockets import CATEGORY, EIT
 from ...shared.validation import combo_error, first_error
 
@@ -258,24 +259,17 @@ class TrainEIT(io.ComfyNode):
         device = mm.get_torch_device()
         train_rows, _ = published_split(len(features), val_fraction, split_seed)
         steps_per_epoch = -(-len(train_rows) // batch_size)
-        bar = comfy.utils.ProgressBar(epochs * steps_per_epoch)
-        interrupted = []  # Cancel taken by the host's progress hook (it clears the flag): stop and save, not raise
-
-        def progress(value, preview=None):
-            try:
-                bar.update_absolute(value, epochs * steps_per_epoch, preview)
-            except mm.InterruptProcessingException:
-                interrupted.append(True)
+        progress = TrainingProgress(epochs * steps_per_epoch)
 
         def on_step(epoch, step, loss):
-            progress((epoch - 1) * steps_per_epoch + step)
+            progress.update((epoch - 1) * steps_per_epoch + step)
             if step == 1 or step % 10 == 0:
                 log.info("emo-nodes train: epoch %d step %d loss %.5g", epoch, step, loss)
 
         def on_epoch(record):
             preview = Image.fromarray(loss_curve_image(history + [record]))
             history.append(record)
-            progress(record["epoch"] * steps_per_epoch, ("JPEG", preview, 512))
+            progress.update(record["epoch"] * steps_per_epoch, ("JPEG", preview, 512))
 
         history: list[dict] = []
         with torch.inference_mode(False), torch.enable_grad():
@@ -284,11 +278,10 @@ class TrainEIT(io.ComfyNode):
                                overwrite=bool(overwrite), how_to_overwrite=how, init_model=init_model,
                                dataset_hash=features.csv_hash,
                                device=device, on_step=on_step, on_epoch=on_epoch,
-                               should_stop=lambda: bool(interrupted) or mm.processing_interrupted(), log=log.info)
+                               should_stop=progress.should_stop, log=log.info)
         if result.stopped:
             log.info("emo-nodes train: stopped; resume state %s", state_path)
-            mm.throw_exception_if_processing_interrupted()
-            raise mm.InterruptProcessingException()  # the progress hook consumed the flag (progress)
+        progress.end_if_stopped(result.stopped)
         if not out_path.is_file():
             raise RuntimeError(f"training ended without writing {out_path} ({result.epochs_completed} epoch(s) "
                                "completed): no model was trained")
